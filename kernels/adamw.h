@@ -1,0 +1,25 @@
+#pragma once
+// AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, FP32 master weights.
+#include <cstdint>
+
+namespace baleine::kernels {
+
+struct AdamWStep {
+  float lr = 0;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0;  // applied as param -= lr · weight_decay · param
+  int64_t step = 1;        // 1-based, for bias correction
+  float grad_scale = 1;    // gradients are multiplied by this first (clipping)
+};
+
+// One update of n elements; m and v are the first and second moments (updated in place).
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
+                  const AdamWStep& step);
+
+// Σ x² in double (for the global gradient norm).
+template <typename T>
+double sum_of_squares(const T* x, int64_t n);
+
+}  // namespace baleine::kernels

@@ -1,0 +1,122 @@
+#pragma once
+// The one typed configuration tree of a run. Every section owns its defaults here; the loader
+// (config/load.cpp) fills it from YAML + --set overrides and validates it; nothing else in
+// baleine reads YAML. Key names in YAML are the member names below.
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace baleine::config {
+
+// The byte-level tokenizer's ids: 0..255 are bytes, 256 separates documents.
+constexpr int64_t kByteTokens = 256;
+constexpr int32_t kEndOfTextToken = 256;
+
+struct RunSection {
+  std::string name = "baleine";
+  std::string dir;     // default: runs/<name>
+  uint64_t seed = 1234;
+};
+
+struct MoeSection {
+  int64_t routed_experts = 8;
+  int64_t shared_experts = 1;
+  int64_t top_k = 2;
+  int64_t intermediate = 128;        // width of each expert's SwiGLU
+  std::string score = "sigmoid";     // sigmoid | softmax
+  bool normalize = true;             // weights normalised over the chosen experts
+  double route_scale = 1.0;
+  double bias_update_speed = 0.001;  // γ of aux-loss-free balancing (DeepSeek-V3: 0.001)
+  double seq_aux_alpha = 0.0;        // α of the sequence-wise balance loss (V3: 0.0001)
+};
+
+struct ModelSection {
+  int64_t vocab_size = 257;          // 256 bytes + end-of-text
+  int64_t hidden = 128;
+  int64_t layers = 4;
+  int64_t heads = 4;
+  int64_t intermediate = 512;        // width of the dense SwiGLU MLPs
+  int64_t dense_layers = 1;          // the first dense_layers blocks use a dense MLP, the rest MoE
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-6;
+  double init_std = 0.02;
+  MoeSection moe;
+
+  int64_t head_dim() const { return hidden / heads; }
+  bool is_moe_layer(int64_t layer) const { return layer >= dense_layers; }
+};
+
+struct DataSection {
+  std::string train;                 // file, directory or glob of token shards
+  std::string val;                   // optional; empty = no validation
+};
+
+struct LrSection {
+  double peak = 3e-3;
+  double min = 3e-4;
+  int64_t warmup_steps = 20;
+  std::string schedule = "cosine";   // cosine | constant
+};
+
+struct AdamWSection {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;         // decoupled; applied to matrices only
+};
+
+struct TrainSection {
+  int64_t steps = 100;
+  int64_t micro_batch = 8;           // sequences per forward/backward
+  int64_t global_batch = 8;          // sequences per optimizer step (all ranks)
+  int64_t seq_len = 128;
+  double grad_clip = 1.0;            // global L2 norm; 0 disables
+  int64_t eval_every = 0;            // steps between validation passes; 0 = only at the end
+  int64_t eval_batches = 4;          // micro-batches per validation pass
+  LrSection lr;
+  AdamWSection adamw;
+};
+
+struct ParallelSection {             // placeholders until the distributed issues land
+  int64_t pp = 1;
+  int64_t dp = 1;
+  int64_t ep = 1;
+};
+
+struct PrecisionSection {
+  std::string compute = "fp32";      // fp32 only, until the FP8 issue lands
+};
+
+struct LogSection {
+  int64_t every = 10;                // steps between progress lines
+};
+
+struct RunConfig {
+  std::string source;                // the YAML file it came from
+  RunSection run;
+  ModelSection model;
+  DataSection data;
+  TrainSection train;
+  ParallelSection parallel;
+  PrecisionSection precision;
+  LogSection log;
+
+  int64_t grad_accum_steps() const {
+    return train.global_batch / (train.micro_batch * parallel.dp);
+  }
+};
+
+// Loads `path`, applies overrides ("a.b.c=VALUE", YAML syntax for VALUE) and validates.
+// Throws baleine::UserError naming file:line (or the --set argument) and the key path.
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from YAML text; `display_name` stands in for the file name in messages (tests).
+RunConfig load_config_from_string(const std::string& yaml_text, const std::string& display_name,
+                                  const std::vector<std::string>& overrides = {});
+
+// The resolved config as an aligned "key  value" table (printed on rank 0 at start).
+void print_config_table(const RunConfig& config, std::ostream& out);
+// The resolved config as YAML that load_config accepts and that reproduces the same config.
+std::string config_to_yaml(const RunConfig& config);
+
+}  // namespace baleine::config

@@ -1,0 +1,35 @@
+#pragma once
+// Errors are part of baleine's interface. A UserError is bad input (YAML, CLI, data files,
+// checkpoints): main() prints it with its HINT line and exits with status 2. Anything else that
+// escapes is a bug and exits with status 1.
+#include <stdexcept>
+#include <string>
+
+namespace baleine {
+
+constexpr int kExitInvalidInput = 2;
+
+class UserError : public std::runtime_error {
+ public:
+  // where: "configs/x.yaml:12" or "--set train.steps=abc" or a file path; may be empty.
+  // key:   the config key path ("train.lr.peak") or "" when not about a key.
+  UserError(std::string where, std::string key, const std::string& what, std::string hint = "")
+      : std::runtime_error(format(where, key, what)), where_(std::move(where)),
+        key_(std::move(key)), hint_(std::move(hint)) {}
+
+  const std::string& where() const { return where_; }
+  const std::string& key() const { return key_; }
+  const std::string& hint() const { return hint_; }
+
+ private:
+  static std::string format(const std::string& where, const std::string& key,
+                            const std::string& what) {
+    std::string s;
+    if (!where.empty()) s += where + ": ";
+    if (!key.empty()) s += key + ": ";
+    return s + what;
+  }
+  std::string where_, key_, hint_;
+};
+
+}  // namespace baleine

@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("baleine (skeleton)"); return 0; }
