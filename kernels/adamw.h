@@ -15,6 +15,7 @@ struct AdamWStep {
 };
 
 // One update of n elements; m and v are the first and second moments (updated in place).
+// Decay uses the old value, as torch.optim.AdamW does: p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps).
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
                   const AdamWStep& step);
 

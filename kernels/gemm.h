@@ -12,7 +12,8 @@ namespace baleine::kernels {
 
 // C[M,N] = alpha · op(A) · op(B) + beta · C.  op(A) is [M,K]: A is stored [M,K] (row stride lda)
 // when !trans_a, or [K,M] when trans_a; likewise op(B) is [K,N]: B stored [K,N] or, when
-// trans_b, [N,K]. beta == 0 ignores C's previous contents (NaNs included). Parallel (OpenMP).
+// trans_b, [N,K]. beta == 0 ignores C's previous contents (NaNs included); alpha == 0 never
+// reads A or B (BLAS semantics). Parallel (OpenMP); bit-identical for any thread count.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);

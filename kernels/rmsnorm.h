@@ -8,7 +8,7 @@ namespace baleine::kernels {
 template <typename T>
 void rmsnorm_forward(const T* x, const T* weight, T* y, T* rstd, int64_t rows, int64_t dim,
                      T eps);
-// dx overwritten; dweight accumulated.
+// dx overwritten (it may alias dy); dweight accumulated.
 template <typename T>
 void rmsnorm_backward(const T* dy, const T* x, const T* weight, const T* rstd, T* dx,
                       T* dweight, int64_t rows, int64_t dim);

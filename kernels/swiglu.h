@@ -7,7 +7,7 @@ namespace baleine::kernels {
 
 template <typename T>
 void swiglu_forward(const T* a, const T* b, T* h, int64_t n);
-// da, db overwritten.
+// da, db overwritten (either may alias dh).
 template <typename T>
 void swiglu_backward(const T* dh, const T* a, const T* b, T* da, T* db, int64_t n);
 

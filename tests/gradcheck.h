@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -68,6 +69,19 @@ inline void expect_gradient_matches(const std::string& name, std::vector<double>
     if (err > rel_tol) return;  // one report per tensor is enough
   }
   (void)worst_index;
+}
+
+// The same values in float (for float-vs-double agreement tests).
+inline std::vector<float> to_float(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+// Bit-for-bit equality (also tells +0 from −0), for determinism tests.
+template <typename T>
+void expect_bitwise_equal(const std::string& name, const std::vector<T>& a,
+                          const std::vector<T>& b) {
+  ASSERT_EQ(a.size(), b.size()) << name;
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(T))) << name;
 }
 
 }  // namespace baleine::testing

@@ -4,6 +4,7 @@
 // escapes is a bug and exits with status 1.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace baleine {
 

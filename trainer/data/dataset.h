@@ -29,7 +29,8 @@ class TokenDataset {
   int64_t total_ = 0;
 };
 
-// Draws sequence windows from a dataset. Row `r` of the global batch at step `s` starts at a
+// Draws sequence windows from a dataset, which must outlive the sampler (it keeps a pointer).
+// Row `r` of the global batch at step `s` starts at a
 // position that is a pure function of (seed, stream, s, r): the same on any number of ranks,
 // and nothing to save for resume. inputs = tokens[p, p+seq_len), targets = tokens[p+1, p+seq_len+1).
 class BatchSampler {

@@ -1,0 +1,254 @@
+// DeepSeek-MoE routing on the CPU (DeepSeek-V3 report, arXiv 2412.19437, §2.1.2, eqs. 12-20).
+// Every token is independent, so the token loop is the parallel loop and each token's work is
+// done in a fixed order: results are bit-identical for any OpenMP thread count.
+#include "kernels/routing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace baleine::kernels {
+namespace {
+
+void check_shape(RoutingShape shape, const char* op) {
+  if (shape.tokens < 0 || shape.experts <= 0 || shape.top_k <= 0 ||
+      shape.top_k > shape.experts) {
+    throw std::invalid_argument(std::string(op) + ": need 0 < top_k <= experts, got top_k=" +
+                                std::to_string(shape.top_k) +
+                                " experts=" + std::to_string(shape.experts));
+  }
+}
+
+// s = sigmoid(x) or softmax(x) over one token's experts. The softmax subtracts the max
+// (overflow) and sums in double so float and double scores differ only by the final rounding.
+template <typename T>
+void score_row(const T* logits, T* scores, int64_t experts, ScoreFunction score) {
+  if (score == ScoreFunction::kSigmoid) {
+    for (int64_t e = 0; e < experts; ++e) scores[e] = T(1) / (T(1) + std::exp(-logits[e]));
+    return;
+  }
+  const T max_logit = *std::max_element(logits, logits + experts);
+  double total = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    scores[e] = std::exp(logits[e] - max_logit);
+    total += scores[e];
+  }
+  const double inverse = 1.0 / total;
+  for (int64_t e = 0; e < experts; ++e) scores[e] = T(scores[e] * inverse);
+}
+
+// The top_k experts by key = score + bias, in descending key order, ties to the lower index.
+// An insertion list of length top_k (O(experts·top_k)) beats a sort for top_k <= 8 and makes
+// the tie rule explicit: a later expert only passes an earlier one with a STRICTLY larger key.
+template <typename T>
+void select_top_k(const T* scores, const T* bias, int32_t* chosen, int64_t experts,
+                  int64_t top_k, T* keys /* scratch [top_k] */) {
+  int64_t filled = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    const T key = bias ? T(scores[e] + bias[e]) : scores[e];
+    if (filled == top_k && !(key > keys[top_k - 1])) continue;
+    int64_t slot = filled < top_k ? filled++ : top_k - 1;
+    while (slot > 0 && key > keys[slot - 1]) {
+      keys[slot] = keys[slot - 1];
+      chosen[slot] = chosen[slot - 1];
+      --slot;
+    }
+    keys[slot] = key;
+    chosen[slot] = static_cast<int32_t>(e);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void routing_forward(const T* logits, const T* bias, T* scores, int32_t* chosen, T* weights,
+                     RoutingShape shape, RoutingOptions options) {
+  check_shape(shape, "routing_forward");
+  const int64_t experts = shape.experts, top_k = shape.top_k;
+#pragma omp parallel
+  {
+    std::vector<T> keys(static_cast<size_t>(top_k));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < shape.tokens; ++t) {
+      const T* logit_row = logits + t * experts;
+      T* score_row_out = scores + t * experts;
+      int32_t* chosen_row = chosen + t * top_k;
+      T* weight_row = weights + t * top_k;
+      score_row(logit_row, score_row_out, experts, options.score);
+      select_top_k(score_row_out, bias, chosen_row, experts, top_k, keys.data());
+      // Weights read the scores WITHOUT the bias (eq. 13): the bias balances load, it must not
+      // change how much an expert's output counts.
+      double chosen_sum = 0;
+      for (int64_t j = 0; j < top_k; ++j) chosen_sum += score_row_out[chosen_row[j]];
+      const double factor = options.normalize ? options.route_scale / chosen_sum
+                                              : options.route_scale;
+      for (int64_t j = 0; j < top_k; ++j) {
+        weight_row[j] = T(factor * score_row_out[chosen_row[j]]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void routing_backward(const T* dweights, const T* dscores_extra, const T* scores,
+                      const int32_t* chosen, T* dlogits, RoutingShape shape,
+                      RoutingOptions options) {
+  check_shape(shape, "routing_backward");
+  const int64_t experts = shape.experts, top_k = shape.top_k;
+#pragma omp parallel
+  {
+    std::vector<double> dscores(static_cast<size_t>(experts));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < shape.tokens; ++t) {
+      const T* score_row_in = scores + t * experts;
+      const int32_t* chosen_row = chosen + t * top_k;
+      const T* dweight_row = dweights + t * top_k;
+      for (int64_t e = 0; e < experts; ++e) {
+        dscores[e] = dscores_extra ? double(dscores_extra[t * experts + e]) : 0.0;
+      }
+      // Through the weights. With S = Σ_j s_cj and w_j = r·s_cj/S:
+      //   dL/ds_cj = r/S · (dw_j − Σ_j' dw_j'·s_cj'/S);   without normalisation dL/ds_cj = r·dw_j.
+      // The chosen experts are distinct, so each dscores entry receives one term.
+      if (options.normalize) {
+        double chosen_sum = 0, weighted = 0;
+        for (int64_t j = 0; j < top_k; ++j) {
+          chosen_sum += score_row_in[chosen_row[j]];
+          weighted += double(dweight_row[j]) * score_row_in[chosen_row[j]];
+        }
+        const double shared = weighted / chosen_sum;
+        for (int64_t j = 0; j < top_k; ++j) {
+          dscores[chosen_row[j]] +=
+              options.route_scale / chosen_sum * (double(dweight_row[j]) - shared);
+        }
+      } else {
+        for (int64_t j = 0; j < top_k; ++j) {
+          dscores[chosen_row[j]] += options.route_scale * double(dweight_row[j]);
+        }
+      }
+      // Through the score function.
+      T* dlogit_row = dlogits + t * experts;
+      if (options.score == ScoreFunction::kSigmoid) {
+        for (int64_t e = 0; e < experts; ++e) {
+          const double s = score_row_in[e];
+          dlogit_row[e] = T(dscores[e] * s * (1.0 - s));
+        }
+      } else {
+        // Softmax Jacobian: dx_e = s_e · (ds_e − Σ_e' ds_e'·s_e').
+        double projection = 0;
+        for (int64_t e = 0; e < experts; ++e) projection += dscores[e] * score_row_in[e];
+        for (int64_t e = 0; e < experts; ++e) {
+          dlogit_row[e] = T(score_row_in[e] * (dscores[e] - projection));
+        }
+      }
+    }
+  }
+}
+
+// --- sequence-wise balance loss (eqs. 17-20) ---------------------------------------------------
+// Per sequence: f_e = E/(K·L)·count_e,  P_e = 1/L·Σ_t s[t,e]/Z_t with Z_t = Σ_e' s[t,e'],
+// loss_seq = Σ_e f_e·P_e = 1/L·Σ_t (Σ_e f_e·s[t,e]) / Z_t. The last form lets the forward and
+// backward share one per-token pass once f is known.
+namespace {
+
+void check_sequences(RoutingShape shape, int64_t seq_len, const char* op) {
+  check_shape(shape, op);
+  if (seq_len <= 0 || shape.tokens % seq_len != 0) {
+    throw std::invalid_argument(std::string(op) + ": tokens (" + std::to_string(shape.tokens) +
+                                ") must be a positive multiple of seq_len (" +
+                                std::to_string(seq_len) + ")");
+  }
+}
+
+// f_e for the sequence starting at token `first`.
+void expert_fractions(const int32_t* chosen, int64_t first, int64_t seq_len, RoutingShape shape,
+                      std::vector<double>& fraction) {
+  std::fill(fraction.begin(), fraction.end(), 0.0);
+  for (int64_t t = first; t < first + seq_len; ++t) {
+    for (int64_t j = 0; j < shape.top_k; ++j) fraction[chosen[t * shape.top_k + j]] += 1.0;
+  }
+  const double scale = double(shape.experts) / double(shape.top_k * seq_len);
+  for (double& f : fraction) f *= scale;
+}
+
+}  // namespace
+
+template <typename T>
+double seq_balance_loss_forward(const T* scores, const int32_t* chosen, RoutingShape shape,
+                                int64_t seq_len, double alpha) {
+  check_sequences(shape, seq_len, "seq_balance_loss_forward");
+  const int64_t sequences = shape.tokens / seq_len, experts = shape.experts;
+  if (sequences == 0) return 0.0;
+  // One slot per sequence, summed serially afterwards: a reduction clause would make the
+  // summation order (and so the last bits) depend on the thread count.
+  std::vector<double> per_sequence(static_cast<size_t>(sequences));
+#pragma omp parallel
+  {
+    std::vector<double> fraction(static_cast<size_t>(experts));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < sequences; ++b) {
+      expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
+      double total = 0;
+      for (int64_t t = b * seq_len; t < (b + 1) * seq_len; ++t) {
+        const T* row = scores + t * experts;
+        double z = 0, weighted = 0;
+        for (int64_t e = 0; e < experts; ++e) {
+          z += row[e];
+          weighted += fraction[e] * row[e];
+        }
+        total += weighted / z;
+      }
+      per_sequence[b] = total / double(seq_len);
+    }
+  }
+  double sum = 0;
+  for (double value : per_sequence) sum += value;
+  return alpha * sum / double(sequences);
+}
+
+template <typename T>
+void seq_balance_loss_backward(const T* scores, const int32_t* chosen, RoutingShape shape,
+                               int64_t seq_len, double alpha, T dloss, T* dscores) {
+  check_sequences(shape, seq_len, "seq_balance_loss_backward");
+  const int64_t sequences = shape.tokens / seq_len, experts = shape.experts;
+  if (sequences == 0) return;
+  // d loss / d s[t,e] = alpha/(B·L) · (f_e − Σ_e' f_e'·s[t,e']/Z_t) / Z_t,  f held constant.
+  const double scale = double(dloss) * alpha / double(sequences * seq_len);
+#pragma omp parallel
+  {
+    std::vector<double> fraction(static_cast<size_t>(experts));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < sequences; ++b) {
+      expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
+      for (int64_t t = b * seq_len; t < (b + 1) * seq_len; ++t) {
+        const T* row = scores + t * experts;
+        double z = 0, weighted = 0;
+        for (int64_t e = 0; e < experts; ++e) {
+          z += row[e];
+          weighted += fraction[e] * row[e];
+        }
+        const double mean_fraction = weighted / z;
+        T* out = dscores + t * experts;
+        for (int64_t e = 0; e < experts; ++e) {
+          out[e] += T(scale * (fraction[e] - mean_fraction) / z);
+        }
+      }
+    }
+  }
+}
+
+#define BALEINE_INSTANTIATE_ROUTING(T)                                                         \
+  template void routing_forward<T>(const T*, const T*, T*, int32_t*, T*, RoutingShape,        \
+                                   RoutingOptions);                                           \
+  template void routing_backward<T>(const T*, const T*, const T*, const int32_t*, T*,         \
+                                    RoutingShape, RoutingOptions);                            \
+  template double seq_balance_loss_forward<T>(const T*, const int32_t*, RoutingShape, int64_t, \
+                                              double);                                         \
+  template void seq_balance_loss_backward<T>(const T*, const int32_t*, RoutingShape, int64_t, \
+                                             double, T, T*);
+BALEINE_INSTANTIATE_ROUTING(float)
+BALEINE_INSTANTIATE_ROUTING(double)
+#undef BALEINE_INSTANTIATE_ROUTING
+
+}  // namespace baleine::kernels

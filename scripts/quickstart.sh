@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# From a fresh checkout to a training MoE model: installs what is missing, builds, turns the
+# project's own docs and sources into a byte-level corpus and trains configs/quickstart.yaml.
+# The run's files land in runs/quickstart/ (config.resolved.yaml, metrics.jsonl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+scripts/setup.sh
+scripts/build.sh baleine
+
+# The corpus ships with every checkout: baleine's own text and code (no download).
+build/baleine data prepare --input README.md docs trainer kernels parallel configs scripts tests \
+  --output data/quickstart --val-fraction 0.05
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+build/baleine train configs/quickstart.yaml "$@"
+echo "quickstart: done in $(( $(date +%s) - start )) s; metrics in runs/quickstart/metrics.jsonl"

@@ -1,0 +1,214 @@
+#include "trainer/cli.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include "baleine_version.h"
+#include "kernels/device.h"
+#include "parallel/runtime.h"
+#include "trainer/config/config.h"
+#include "trainer/config/did_you_mean.h"
+#include "trainer/data/prepare.h"
+#include "trainer/errors.h"
+#include "trainer/train/trainer.h"
+
+namespace baleine::cli {
+
+namespace {
+
+const std::vector<std::string> kCommands = {"train", "data", "help"};
+
+std::string train_usage() {
+  return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]...\n"
+         "  Trains the model described by CONFIG.yaml. Run it alone, or under mpirun/srun.\n"
+         "  --set KEY=VALUE   override any config key, e.g. --set train.steps=500\n"
+         "                    (repeatable; VALUE is YAML; validated like the file)\n";
+}
+
+std::string data_usage() {
+  return "usage: baleine data prepare --input PATH... --output DIR [--val-fraction F]\n"
+         "                            [--shard-tokens N]\n"
+         "  Tokenizes text files (byte-level: 256 byte tokens + end-of-text 256, one document\n"
+         "  per file; directories are walked recursively) into token shards:\n"
+         "  DIR/train_000000.bin ... and DIR/val_000000.bin ...\n"
+         "  --val-fraction F  last fraction of the tokens kept for validation (default 0.1)\n"
+         "  --shard-tokens N  tokens per shard file (default 100000000)\n";
+}
+
+UserError usage_error(const std::string& what, const std::string& hint) {
+  return UserError("baleine", "", what, hint);
+}
+
+std::string suggestion_hint(const std::string& word, const std::vector<std::string>& known,
+                            const std::string& help_command) {
+  const std::string guess = config::closest_match(word, known);
+  std::string hint = guess.empty() ? "" : "did you mean '" + guess + "'? ";
+  return hint + "See '" + help_command + "'.";
+}
+
+// Reads the value of option argv[i] ("--opt VALUE" or "--opt=VALUE").
+std::string option_value(const std::vector<std::string>& args, size_t& i,
+                         const std::string& name) {
+  const std::string& a = args[i];
+  if (a.size() > name.size() && a[name.size()] == '=') return a.substr(name.size() + 1);
+  if (i + 1 >= args.size()) throw usage_error(name + " needs a value", "");
+  return args[++i];
+}
+
+double parse_number(const std::string& text, const std::string& option) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0') {
+    throw usage_error(option + ": expected a number, got '" + text + "'", "");
+  }
+  return v;
+}
+
+int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << train_usage();
+      return 0;
+    } else if (a.rfind("--set", 0) == 0 && (a.size() == 5 || a[5] == '=')) {
+      overrides.push_back(option_value(args, i, "--set"));
+    } else if (a.rfind("-", 0) == 0) {
+      throw usage_error("train: unknown option '" + a + "'",
+                        suggestion_hint(a, {"--set", "--help"}, "baleine train --help"));
+    } else if (config_path.empty()) {
+      config_path = a;
+    } else {
+      throw usage_error("train: unexpected argument '" + a + "' (the config is '" +
+                            config_path + "')",
+                        "pass one CONFIG.yaml; override keys with --set KEY=VALUE");
+    }
+  }
+  if (config_path.empty()) throw usage_error("train: missing CONFIG.yaml", train_usage());
+
+  parallel::MpiRuntime mpi(argc, argv);
+  const auto& process = mpi.info();
+  try {
+    const config::RunConfig config = config::load_config(config_path, overrides);
+    if (process.world != config.parallel.pp * config.parallel.dp) {
+      throw UserError(config.source, "parallel",
+                      "the job has " + std::to_string(process.world) +
+                          " processes but parallel.pp x parallel.dp = " +
+                          std::to_string(config.parallel.pp) + " x " +
+                          std::to_string(config.parallel.dp) + " = " +
+                          std::to_string(config.parallel.pp * config.parallel.dp),
+                      "launch with mpirun -np " +
+                          std::to_string(config.parallel.pp * config.parallel.dp) +
+                          " (multi-process layouts land with the distributed issue)");
+    }
+    if (process.rank == 0) {
+      std::cout << "baleine " << BALEINE_VERSION << " train " << config_path << "\n";
+      config::print_config_table(config, std::cout);
+    }
+    std::ostringstream quiet;
+    train::train(config, process, process.rank == 0 ? std::cout : quiet);
+  } catch (const UserError& e) {
+    // Every rank reads the same config, so every rank fails the same way; only rank 0 speaks.
+    if (process.rank == 0) {
+      std::cerr << "error: " << e.what() << "\n";
+      if (!e.hint().empty()) std::cerr << "HINT: " << e.hint() << "\n";
+    }
+    return kExitInvalidInput;
+  }
+  return 0;
+}
+
+int run_data(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << data_usage();
+    return args.empty() ? kExitInvalidInput : 0;
+  }
+  if (args[0] != "prepare") {
+    throw usage_error("data: unknown subcommand '" + args[0] + "'",
+                      suggestion_hint(args[0], {"prepare"}, "baleine data --help"));
+  }
+  data::PrepareOptions options;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto is = [&](const std::string& name) {
+      return a == name || a.rfind(name + "=", 0) == 0;
+    };
+    if (a == "--help" || a == "-h") {
+      std::cout << data_usage();
+      return 0;
+    } else if (is("--input")) {
+      options.inputs.push_back(option_value(args, i, "--input"));
+      // Further plain arguments after --input are more inputs (shell globs expand to many).
+      while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) options.inputs.push_back(args[++i]);
+    } else if (is("--output")) {
+      options.output_dir = option_value(args, i, "--output");
+    } else if (is("--val-fraction")) {
+      options.val_fraction = parse_number(option_value(args, i, "--val-fraction"), "--val-fraction");
+      if (!(options.val_fraction >= 0 && options.val_fraction < 1)) {
+        throw usage_error("--val-fraction must be in [0, 1)", "");
+      }
+    } else if (is("--shard-tokens")) {
+      const double n = parse_number(option_value(args, i, "--shard-tokens"), "--shard-tokens");
+      if (n < 1 || n != static_cast<double>(static_cast<int64_t>(n))) {
+        throw usage_error("--shard-tokens must be a positive integer", "");
+      }
+      options.shard_tokens = static_cast<int64_t>(n);
+    } else {
+      throw usage_error("data prepare: unknown argument '" + a + "'",
+                        suggestion_hint(a, {"--input", "--output", "--val-fraction",
+                                            "--shard-tokens"},
+                                        "baleine data --help"));
+    }
+  }
+  if (options.inputs.empty()) throw usage_error("data prepare: no --input given", data_usage());
+  if (options.output_dir.empty()) throw usage_error("data prepare: no --output given", data_usage());
+  data::prepare_byte_corpus(options, std::cout);
+  return 0;
+}
+
+}  // namespace
+
+std::string usage() {
+  return "baleine " BALEINE_VERSION
+         " -- train mixture-of-experts language models, cheaply\n\n"
+         "usage: baleine <command> [args]\n\n"
+         "commands:\n"
+         "  train CONFIG.yaml [--set KEY=VALUE]...   train a model (alone or under mpirun/srun)\n"
+         "  data prepare --input PATH... --output DIR  tokenize text into token shards\n"
+         "  help                                       this text\n\n"
+         "options: --help, --version\n"
+         "Each command takes --help. Exit status: 0 success, 2 invalid input, 1 internal error.\n";
+}
+
+int run(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.empty()) {
+      std::cerr << usage();
+      return kExitInvalidInput;
+    }
+    const std::string command = args[0];
+    const std::vector<std::string> rest(args.begin() + 1, args.end());
+    if (command == "--help" || command == "-h" || command == "help") {
+      std::cout << usage();
+      return 0;
+    }
+    if (command == "--version") {
+      std::cout << "baleine " << BALEINE_VERSION << " (" << BALEINE_BUILD_TYPE
+                << "; CPU backend; " << kernels::cuda_summary() << ")\n";
+      return 0;
+    }
+    if (command == "train") return run_train(rest, &argc, &argv);
+    if (command == "data") return run_data(rest);
+    throw usage_error("unknown command '" + command + "'",
+                      suggestion_hint(command, kCommands, "baleine --help"));
+  } catch (const UserError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "HINT: " << e.hint() << "\n";
+    return kExitInvalidInput;
+  }
+}
+
+}  // namespace baleine::cli

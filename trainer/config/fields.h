@@ -1,0 +1,66 @@
+#pragma once
+// The one list of every config key: its dotted YAML path and the member it fills. Reading,
+// the unknown-key check, the table and the YAML writer all walk this list, so a new member
+// added here is loaded, validated for type, printed and round-tripped with no other edit.
+//
+// Order matters only for output: the fields of one section (and of each nested section) must
+// be contiguous, because config_to_yaml opens and closes YAML maps as the prefix changes.
+#include "trainer/config/config.h"
+
+namespace baleine::config {
+
+// Calls visit(key_path, member) for every key. Config is RunConfig or const RunConfig.
+template <typename Config, typename Visitor>
+void for_each_field(Config& c, Visitor&& visit) {
+  visit("run.name", c.run.name);
+  visit("run.dir", c.run.dir);
+  visit("run.seed", c.run.seed);
+
+  visit("model.vocab_size", c.model.vocab_size);
+  visit("model.hidden", c.model.hidden);
+  visit("model.layers", c.model.layers);
+  visit("model.heads", c.model.heads);
+  visit("model.intermediate", c.model.intermediate);
+  visit("model.dense_layers", c.model.dense_layers);
+  visit("model.rope_theta", c.model.rope_theta);
+  visit("model.norm_eps", c.model.norm_eps);
+  visit("model.init_std", c.model.init_std);
+  visit("model.moe.routed_experts", c.model.moe.routed_experts);
+  visit("model.moe.shared_experts", c.model.moe.shared_experts);
+  visit("model.moe.top_k", c.model.moe.top_k);
+  visit("model.moe.intermediate", c.model.moe.intermediate);
+  visit("model.moe.score", c.model.moe.score);
+  visit("model.moe.normalize", c.model.moe.normalize);
+  visit("model.moe.route_scale", c.model.moe.route_scale);
+  visit("model.moe.bias_update_speed", c.model.moe.bias_update_speed);
+  visit("model.moe.seq_aux_alpha", c.model.moe.seq_aux_alpha);
+
+  visit("data.train", c.data.train);
+  visit("data.val", c.data.val);
+
+  visit("train.steps", c.train.steps);
+  visit("train.micro_batch", c.train.micro_batch);
+  visit("train.global_batch", c.train.global_batch);
+  visit("train.seq_len", c.train.seq_len);
+  visit("train.grad_clip", c.train.grad_clip);
+  visit("train.eval_every", c.train.eval_every);
+  visit("train.eval_batches", c.train.eval_batches);
+  visit("train.lr.peak", c.train.lr.peak);
+  visit("train.lr.min", c.train.lr.min);
+  visit("train.lr.warmup_steps", c.train.lr.warmup_steps);
+  visit("train.lr.schedule", c.train.lr.schedule);
+  visit("train.adamw.beta1", c.train.adamw.beta1);
+  visit("train.adamw.beta2", c.train.adamw.beta2);
+  visit("train.adamw.eps", c.train.adamw.eps);
+  visit("train.adamw.weight_decay", c.train.adamw.weight_decay);
+
+  visit("parallel.pp", c.parallel.pp);
+  visit("parallel.dp", c.parallel.dp);
+  visit("parallel.ep", c.parallel.ep);
+
+  visit("precision.compute", c.precision.compute);
+
+  visit("log.every", c.log.every);
+}
+
+}  // namespace baleine::config

@@ -1,0 +1,237 @@
+#include "trainer/config/validate.h"
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "trainer/config/did_you_mean.h"
+#include "trainer/config/value_text.h"
+#include "trainer/errors.h"
+
+namespace baleine::config {
+namespace {
+
+std::string text(int64_t value) { return value_text(value); }
+std::string text(double value) { return value_text(value); }
+
+// The rule helpers: each failure names the key, where it was set, the rule and the value.
+class Rules {
+ public:
+  explicit Rules(const KeyOrigins& origins) : origins_(origins) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& message,
+                         const std::string& hint = "") const {
+    throw UserError(origins_.where(key), key, message, hint);
+  }
+
+  // The first of `keys` that the file or an override set, else the first: a cross-field error
+  // points at a line the user wrote rather than at a default.
+  std::string key_to_change(std::initializer_list<const char*> keys) const {
+    for (const char* key : keys) {
+      if (origins_.is_set(key)) return key;
+    }
+    return *keys.begin();
+  }
+
+  void at_least(const char* key, int64_t value, int64_t min, const std::string& hint = "") const {
+    if (value < min) fail(key, "must be >= " + text(min) + ", got " + text(value), hint);
+  }
+  void positive(const char* key, double value) const {
+    if (!(value > 0.0)) fail(key, "must be > 0, got " + text(value));
+  }
+  void non_negative(const char* key, double value) const {
+    if (!(value >= 0.0)) fail(key, "must be >= 0, got " + text(value));
+  }
+  // [0, 1): Adam's moment decay rates (Kingma & Ba 2015); 1 would never forget the first step.
+  void decay_rate(const char* key, double value) const {
+    if (!(value >= 0.0 && value < 1.0)) fail(key, "must be in [0, 1), got " + text(value));
+  }
+  void one_of(const char* key, const std::string& value,
+              const std::vector<std::string>& allowed) const {
+    for (const std::string& a : allowed) {
+      if (value == a) return;
+    }
+    const std::string close = closest_match(value, allowed);
+    fail(key, "unknown value '" + value + "'",
+         (close.empty() ? "" : "did you mean '" + close + "'? ") + "Choose one of: " +
+             join(allowed));
+  }
+
+ private:
+  const KeyOrigins& origins_;
+};
+
+// Hidden sizes near `hidden` that give every one of `heads` heads an even width.
+std::string hidden_sizes_near(int64_t hidden, int64_t heads) {
+  const int64_t step = 2 * heads;
+  const int64_t below = hidden / step * step;
+  return below > 0 ? text(below) + " or " + text(below + step) : text(below + step);
+}
+
+void check_run(const RunConfig& c, const Rules& rules) {
+  if (c.run.name.empty()) {
+    rules.fail("run.name", "must not be empty", "name the run, e.g. `name: tiny-moe`");
+  }
+}
+
+void check_model(const ModelSection& m, const Rules& rules) {
+  rules.at_least("model.vocab_size", m.vocab_size, kByteTokens + 1,
+                 "the byte tokenizer needs ids 0..255 for bytes plus " +
+                     std::to_string(kEndOfTextToken) + " for end-of-text");
+  rules.at_least("model.hidden", m.hidden, 1);
+  rules.at_least("model.layers", m.layers, 1);
+  rules.at_least("model.heads", m.heads, 1);
+  rules.at_least("model.intermediate", m.intermediate, 1);
+  rules.at_least("model.dense_layers", m.dense_layers, 0);
+  if (m.dense_layers > m.layers) {
+    rules.fail("model.dense_layers",
+               "model.dense_layers (" + text(m.dense_layers) + ") must be <= model.layers (" +
+                   text(m.layers) + ")",
+               "the first dense_layers blocks are dense and the rest MoE; set "
+               "model.dense_layers: " + text(m.layers) + " for an all-dense model");
+  }
+  rules.positive("model.rope_theta", m.rope_theta);
+  rules.positive("model.norm_eps", m.norm_eps);
+  rules.positive("model.init_std", m.init_std);
+
+  if (m.hidden % m.heads != 0) {
+    rules.fail(rules.key_to_change({"model.hidden", "model.heads"}),
+               "model.hidden (" + text(m.hidden) + ") must be divisible by model.heads (" +
+                   text(m.heads) + "): " + text(m.hidden) + " % " + text(m.heads) + " = " +
+                   text(m.hidden % m.heads),
+               "e.g. model.hidden: " + hidden_sizes_near(m.hidden, m.heads));
+  }
+  // RoPE rotates (even, odd) pairs of each head's dimensions (Su et al. 2021, RoFormer).
+  if (m.head_dim() % 2 != 0) {
+    rules.fail(rules.key_to_change({"model.heads", "model.hidden"}),
+               "the head dimension model.hidden / model.heads = " + text(m.hidden) + " / " +
+                   text(m.heads) + " = " + text(m.head_dim()) +
+                   " is odd; RoPE rotates pairs of dimensions, so it must be even",
+               "e.g. model.hidden: " + hidden_sizes_near(m.hidden, m.heads));
+  }
+}
+
+void check_moe(const ModelSection& m, const Rules& rules) {
+  const MoeSection& moe = m.moe;
+  rules.at_least("model.moe.routed_experts", moe.routed_experts, 0);
+  rules.at_least("model.moe.shared_experts", moe.shared_experts, 0);
+  rules.one_of("model.moe.score", moe.score, {"sigmoid", "softmax"});
+  rules.positive("model.moe.route_scale", moe.route_scale);
+  rules.non_negative("model.moe.bias_update_speed", moe.bias_update_speed);
+  rules.non_negative("model.moe.seq_aux_alpha", moe.seq_aux_alpha);
+
+  const int64_t moe_layers = m.layers - m.dense_layers;
+  if (moe_layers == 0) return;  // an all-dense model never routes
+  const std::string layer_count = text(moe_layers) + " MoE layer(s) (model.layers - " +
+                                  "model.dense_layers = " + text(m.layers) + " - " +
+                                  text(m.dense_layers) + ")";
+  if (moe.routed_experts < 1) {
+    rules.fail("model.moe.routed_experts",
+               "must be >= 1 for the " + layer_count + ", got " + text(moe.routed_experts),
+               "or set model.dense_layers: " + text(m.layers) + " for an all-dense model");
+  }
+  if (moe.top_k < 1 || moe.top_k > moe.routed_experts) {
+    rules.fail("model.moe.top_k",
+               "must be in [1, model.moe.routed_experts] = [1, " + text(moe.routed_experts) +
+                   "], got " + text(moe.top_k),
+               "each token picks top_k of the routed experts");
+  }
+  rules.at_least("model.moe.intermediate", moe.intermediate, 1);
+}
+
+void check_data(const DataSection& d, const Rules& rules) {
+  if (d.train.empty()) {
+    rules.fail("data.train", "no training data: data.train is empty",
+               "run `baleine data prepare ...` and set data.train to its output");
+  }
+}
+
+void check_train(const TrainSection& t, const Rules& rules) {
+  rules.at_least("train.steps", t.steps, 1);
+  rules.at_least("train.micro_batch", t.micro_batch, 1);
+  rules.at_least("train.global_batch", t.global_batch, 1);
+  rules.at_least("train.seq_len", t.seq_len, 1);
+  rules.non_negative("train.grad_clip", t.grad_clip);
+  rules.at_least("train.eval_every", t.eval_every, 0, "0 evaluates only at the end");
+  rules.at_least("train.eval_batches", t.eval_batches, 1);
+
+  rules.positive("train.lr.peak", t.lr.peak);
+  rules.non_negative("train.lr.min", t.lr.min);
+  if (t.lr.min > t.lr.peak) {
+    rules.fail("train.lr.min",
+               "train.lr.min (" + text(t.lr.min) + ") must be <= train.lr.peak (" +
+                   text(t.lr.peak) + ")",
+               "the schedule decays from peak down to min");
+  }
+  rules.at_least("train.lr.warmup_steps", t.lr.warmup_steps, 0);
+  if (t.lr.warmup_steps > t.steps) {
+    rules.fail("train.lr.warmup_steps",
+               "train.lr.warmup_steps (" + text(t.lr.warmup_steps) +
+                   ") must be <= train.steps (" + text(t.steps) + ")");
+  }
+  rules.one_of("train.lr.schedule", t.lr.schedule, {"cosine", "constant"});
+
+  rules.decay_rate("train.adamw.beta1", t.adamw.beta1);
+  rules.decay_rate("train.adamw.beta2", t.adamw.beta2);
+  rules.positive("train.adamw.eps", t.adamw.eps);
+  rules.non_negative("train.adamw.weight_decay", t.adamw.weight_decay);
+}
+
+void check_parallel(const ParallelSection& p, const Rules& rules) {
+  const struct {
+    const char* key;
+    int64_t value;
+    const char* kind;
+  } degrees[] = {{"parallel.pp", p.pp, "pipeline"},
+                 {"parallel.dp", p.dp, "data"},
+                 {"parallel.ep", p.ep, "expert"}};
+  for (const auto& degree : degrees) {
+    if (degree.value != 1) {
+      rules.fail(degree.key, "must be 1 for now, got " + text(degree.value),
+                 std::string(degree.kind) + " parallelism lands with the distributed issues; "
+                 "set " + degree.key + ": 1");
+    }
+  }
+}
+
+void check_precision(const PrecisionSection& p, const Rules& rules) {
+  if (p.compute == "bf16" || p.compute == "fp8") {
+    rules.fail("precision.compute", "'" + p.compute + "' is not available yet (lands with the "
+               "FP8 issue)", "set precision.compute: fp32");
+  }
+  rules.one_of("precision.compute", p.compute, {"fp32"});
+}
+
+// An optimizer step sums gradients over global_batch sequences: micro_batch per forward on
+// each of dp ranks, repeated over a whole number of accumulation steps.
+void check_batch(const RunConfig& c, const Rules& rules) {
+  const int64_t per_pass = c.train.micro_batch * c.parallel.dp;
+  if (c.train.global_batch % per_pass != 0) {
+    const int64_t below = c.train.global_batch / per_pass * per_pass;
+    rules.fail(rules.key_to_change({"train.global_batch", "train.micro_batch"}),
+               "train.global_batch (" + text(c.train.global_batch) +
+                   ") must be a multiple of train.micro_batch * parallel.dp = " +
+                   text(c.train.micro_batch) + " * " + text(c.parallel.dp) + " = " +
+                   text(per_pass) + ": " + text(c.train.global_batch) + " % " + text(per_pass) +
+                   " = " + text(c.train.global_batch % per_pass),
+               "e.g. train.global_batch: " +
+                   (below > 0 ? text(below) + " or " : std::string()) + text(below + per_pass));
+  }
+}
+
+}  // namespace
+
+void validate(const RunConfig& config, const KeyOrigins& origins) {
+  const Rules rules(origins);
+  check_run(config, rules);
+  check_model(config.model, rules);
+  check_moe(config.model, rules);
+  check_data(config.data, rules);
+  check_train(config.train, rules);
+  check_parallel(config.parallel, rules);
+  check_precision(config.precision, rules);
+  rules.at_least("log.every", config.log.every, 1);
+  check_batch(config, rules);
+}
+
+}  // namespace baleine::config

@@ -1,0 +1,211 @@
+#include "trainer/config/yaml_reader.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <type_traits>
+
+#include "trainer/config/did_you_mean.h"
+#include "trainer/config/key_schema.h"
+#include "trainer/config/value_text.h"
+#include "trainer/errors.h"
+
+namespace baleine::config {
+namespace {
+
+// What the user wrote, in words, for "expected X, got Y".
+std::string describe(const YAML::Node& node) {
+  if (node.IsNull()) return "an empty value";
+  if (node.IsMap()) return "a map (a section of keys)";
+  if (node.IsSequence()) return "a list";
+  return "'" + node.Scalar() + "'";
+}
+
+// yaml-cpp tags a quoted scalar "!" and a plain one "?": a quoted "12" is a string in YAML,
+// so it is not silently taken as a number.
+bool is_quoted(const YAML::Node& node) { return node.Tag() == "!"; }
+
+std::string example(const std::string& key, const std::string& value) {
+  return "write it as `" + last_name(key) + ": " + value + "`";
+}
+
+// Checks that `node` is an unquoted scalar and returns its text without a leading '+'.
+std::string plain_scalar_text(const YAML::Node& node, const std::string& key,
+                              const std::string& where, const std::string& expected,
+                              const std::string& default_text) {
+  if (node.IsNull()) {
+    throw UserError(where, key, "expected " + expected + ", got " + describe(node),
+                    "give a value, or delete the key to keep the default (" + default_text + ")");
+  }
+  if (!node.IsScalar()) {
+    throw UserError(where, key, "expected " + expected + ", got " + describe(node),
+                    example(key, default_text));
+  }
+  if (is_quoted(node)) {
+    throw UserError(where, key,
+                    "expected " + expected + ", got the quoted string '" + node.Scalar() + "'",
+                    "remove the quotes: " + example(key, node.Scalar()));
+  }
+  const std::string& text = node.Scalar();
+  return !text.empty() && text[0] == '+' ? text.substr(1) : text;
+}
+
+// from_chars that must consume the whole text.
+template <typename T>
+bool parse_all(const std::string& text, T& out, std::errc* error = nullptr) {
+  const char* end = text.data() + text.size();
+  const auto result = std::from_chars(text.data(), end, out);
+  if (error) *error = result.ec;
+  return result.ec == std::errc() && result.ptr == end;
+}
+
+template <typename Integer>
+void read_integer(const YAML::Node& node, const std::string& key, const std::string& where,
+                  Integer& out, const std::string& expected) {
+  const std::string text = plain_scalar_text(node, key, where, expected, value_text(out));
+  std::errc error{};
+  Integer value{};
+  if (parse_all(text, value, &error)) {
+    out = value;
+    return;
+  }
+  const std::string got = "expected " + expected + ", got '" + node.Scalar() + "'";
+  if (error == std::errc::result_out_of_range) {
+    throw UserError(where, key, got + ": out of range",
+                    "the largest accepted value is " +
+                        value_text(std::numeric_limits<Integer>::max()));
+  }
+  if (std::is_unsigned_v<Integer> && !text.empty() && text[0] == '-') {
+    throw UserError(where, key, got, "this value cannot be negative");
+  }
+  double as_double = 0.0;
+  if (parse_all(text, as_double) && std::isfinite(as_double) &&
+      std::floor(as_double) == as_double && std::fabs(as_double) < 1e18) {
+    // "1e3" or "100.0": the intent is clear, the spelling is not an integer.
+    throw UserError(where, key, got,
+                    example(key, value_text(static_cast<int64_t>(as_double))));
+  }
+  throw UserError(where, key, got, "write a whole number, e.g. the default: " + value_text(out));
+}
+
+void check_map(const YAML::Node& map, const std::string& section, const KeyOrigins& origins) {
+  const KeySchema& schema = KeySchema::instance();
+  std::set<std::string> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    const YAML::Node name_node = it->first;  // a copy: the iterator hands out temporaries
+    const std::string name = name_node.IsScalar() ? name_node.Scalar() : std::string();
+    const std::string path = child_path(section, name);
+    const std::string where = origins.where_key(path, name_node.Mark());
+    if (!name_node.IsScalar() || name.empty()) {
+      throw UserError(where, section, "a key must be a plain name, got " + describe(name_node));
+    }
+    if (!seen.insert(name).second) {
+      throw UserError(where, path, "duplicate key",
+                      "each key may appear once per section; delete one of the two");
+    }
+    if (schema.is_value(path)) continue;  // typed by read_value
+    if (!schema.is_section(path)) {
+      const std::vector<std::string>& known = schema.children(section);
+      const std::string known_list = section.empty()
+                                         ? "Known sections: " + join(known)
+                                         : "Known keys in " + section + ": " + join(known);
+      std::string hint;
+      const std::string close = closest_match(name, known);
+      // Not a typo of a neighbour: maybe a key of another section ("train.hidden"), or a typo
+      // of one ("train.warmup" for train.lr.warmup_steps). Suggest it only when unambiguous.
+      const std::vector<std::string> elsewhere =
+          schema.paths_named(closest_match(name, schema.all_names()));
+      if (!close.empty()) {
+        hint = "did you mean '" + child_path(section, close) + "'? ";
+      } else if (elsewhere.size() == 1) {
+        const std::string home = parent_path(elsewhere[0]);
+        hint = "'" + last_name(elsewhere[0]) + "' belongs in " +
+               (home.empty() ? "the top level" : home) + ": did you mean '" + elsewhere[0] +
+               "'? ";
+      }
+      throw UserError(where, path, section.empty() ? "unknown section" : "unknown key",
+                      hint + known_list);
+    }
+    const YAML::Node value = it->second;
+    if (value.IsNull()) continue;  // "moe:" with every key commented out: all defaults
+    if (!value.IsMap()) {
+      throw UserError(where, path, "expected a section (a map of keys), got " + describe(value),
+                      "indent its keys below it: " + join(schema.children(path)));
+    }
+    check_map(value, path, origins);
+  }
+}
+
+}  // namespace
+
+void check_keys(const YAML::Node& root, const KeyOrigins& origins) {
+  check_map(root, "", origins);
+}
+
+YAML::Node find_node(const YAML::Node& root, const std::string& path) {
+  YAML::Node node = root;
+  size_t start = 0;
+  while (true) {
+    if (!node.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const size_t dot = path.find('.', start);
+    const std::string name = path.substr(start, dot == std::string::npos ? dot : dot - start);
+    // Looking up through a const handle never inserts the key into the tree.
+    const YAML::Node parent = node;
+    const YAML::Node child = parent[name];
+    if (!child.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
+    // reset() rebinds the handle; assignment would overwrite the node inside the tree.
+    node.reset(child);
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
+void read_value(const YAML::Node& node, const std::string& key, const std::string& where,
+                int64_t& out) {
+  read_integer(node, key, where, out, "an integer");
+}
+
+void read_value(const YAML::Node& node, const std::string& key, const std::string& where,
+                uint64_t& out) {
+  read_integer(node, key, where, out, "a non-negative integer");
+}
+
+void read_value(const YAML::Node& node, const std::string& key, const std::string& where,
+                double& out) {
+  const std::string text = plain_scalar_text(node, key, where, "a number", value_text(out));
+  double value = 0.0;
+  if (!parse_all(text, value)) {
+    throw UserError(where, key, "expected a number, got '" + node.Scalar() + "'",
+                    "numbers look like 3, 0.02 or 3e-4; the default is " + value_text(out));
+  }
+  if (!std::isfinite(value)) {
+    throw UserError(where, key, "expected a finite number, got '" + node.Scalar() + "'");
+  }
+  out = value;
+}
+
+void read_value(const YAML::Node& node, const std::string& key, const std::string& where,
+                bool& out) {
+  const std::string text = plain_scalar_text(node, key, where, "true or false", value_text(out));
+  if (text != "true" && text != "false") {
+    // YAML 1.1 also reads yes/no/on/off as booleans; one spelling avoids surprises.
+    throw UserError(where, key, "expected true or false, got '" + node.Scalar() + "'",
+                    "only `true` and `false` are accepted");
+  }
+  out = text == "true";
+}
+
+void read_value(const YAML::Node& node, const std::string& key, const std::string& where,
+                std::string& out) {
+  if (!node.IsScalar()) {
+    const std::string hint =
+        node.IsNull() ? "give a value, or delete the key to keep the default ('" + out + "')"
+                      : "quote the text: " + example(key, "\"...\"");
+    throw UserError(where, key, "expected a string, got " + describe(node), hint);
+  }
+  // Any scalar is text here: a run may be called 2024 or true without quotes.
+  out = node.Scalar();
+}
+
+}  // namespace baleine::config

@@ -1,0 +1,104 @@
+#include "trainer/model/block.h"
+
+#include <cmath>
+
+#include "kernels/rmsnorm.h"
+
+namespace baleine::model {
+
+namespace k = baleine::kernels;
+
+namespace {
+
+// GPT-2-style depth scaling of the projections that write into the residual stream, so the
+// stream's variance does not grow with the number of blocks.
+double residual_out_std(const config::ModelSection& m) {
+  return m.init_std / std::sqrt(2.0 * static_cast<double>(m.layers));
+}
+
+kernels::RoutingOptions routing_options(const config::MoeSection& moe) {
+  kernels::RoutingOptions o;
+  o.score = moe.score == "softmax" ? kernels::ScoreFunction::kSoftmax
+                                   : kernels::ScoreFunction::kSigmoid;
+  o.normalize = moe.normalize;
+  o.route_scale = moe.route_scale;
+  return o;
+}
+
+}  // namespace
+
+template <typename T>
+TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::ModelSection& m,
+                                      int64_t index)
+    : store_(store),
+      dim_(m.hidden),
+      norm_eps_(static_cast<T>(m.norm_eps)),
+      norm1_(store.declare("blocks." + std::to_string(index) + ".norm1", {m.hidden}, Init::kOnes,
+                           0, false)),
+      norm2_(store.declare("blocks." + std::to_string(index) + ".norm2", {m.hidden}, Init::kOnes,
+                           0, false)),
+      attention_(store, "blocks." + std::to_string(index) + ".attention",
+                 AttentionConfig{m.hidden, m.heads, m.rope_theta, m.init_std,
+                                 residual_out_std(m)}) {
+  const std::string prefix = "blocks." + std::to_string(index);
+  if (m.is_moe_layer(index)) {
+    MoeConfig c;
+    c.dim = m.hidden;
+    c.routed_experts = m.moe.routed_experts;
+    c.shared_experts = m.moe.shared_experts;
+    c.top_k = m.moe.top_k;
+    c.expert_width = m.moe.intermediate;
+    c.routing = routing_options(m.moe);
+    c.seq_aux_alpha = m.moe.seq_aux_alpha;
+    c.init_std = m.init_std;
+    c.out_std = residual_out_std(m);
+    moe_ = std::make_unique<MoeLayer<T>>(store, prefix + ".moe", c);
+  } else {
+    mlp_ = std::make_unique<SwiGluMlp<T>>(store, prefix + ".mlp", m.hidden, m.intermediate,
+                                          m.init_std, residual_out_std(m));
+  }
+}
+
+template <typename T>
+void TransformerBlock<T>::forward(const T* x, T* out, BatchShape shape) {
+  const int64_t n = shape.tokens(), nd = n * dim_;
+  for (auto* v : {&xn1_, &h_, &xn2_, &branch_}) v->resize(nd);
+  rstd1_.resize(n);
+  rstd2_.resize(n);
+
+  k::rmsnorm_forward(x, store_.value(norm1_), xn1_.data(), rstd1_.data(), n, dim_, norm_eps_);
+  attention_.forward(xn1_.data(), branch_.data(), shape);
+  for (int64_t i = 0; i < nd; ++i) h_[i] = x[i] + branch_[i];
+
+  k::rmsnorm_forward(h_.data(), store_.value(norm2_), xn2_.data(), rstd2_.data(), n, dim_,
+                     norm_eps_);
+  if (moe_) moe_->forward(xn2_.data(), branch_.data(), shape);
+  else mlp_->forward(xn2_.data(), branch_.data(), n);
+  for (int64_t i = 0; i < nd; ++i) out[i] = h_[i] + branch_[i];
+}
+
+template <typename T>
+void TransformerBlock<T>::backward(const T* dout, const T* x, T* dx, BatchShape shape,
+                                   T loss_scale) {
+  const int64_t n = shape.tokens(), nd = n * dim_;
+  dbranch_.resize(nd);
+  dh_.resize(nd);
+
+  // FFN branch: dout flows into the branch and straight through the residual.
+  if (moe_) moe_->backward(dout, xn2_.data(), dbranch_.data(), shape, loss_scale);
+  else mlp_->backward(dout, xn2_.data(), dbranch_.data(), n);
+  k::rmsnorm_backward(dbranch_.data(), h_.data(), store_.value(norm2_), rstd2_.data(), dh_.data(),
+                      store_.grad(norm2_), n, dim_);
+  for (int64_t i = 0; i < nd; ++i) dh_[i] += dout[i];
+
+  // Attention branch.
+  attention_.backward(dh_.data(), xn1_.data(), dbranch_.data(), shape);
+  k::rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), rstd1_.data(), dx,
+                      store_.grad(norm1_), n, dim_);
+  for (int64_t i = 0; i < nd; ++i) dx[i] += dh_[i];
+}
+
+template class TransformerBlock<float>;
+template class TransformerBlock<double>;
+
+}  // namespace baleine::model

@@ -1,0 +1,72 @@
+#pragma once
+// All trainable parameters of a model live in one flat value buffer with a twin gradient
+// buffer, so the optimizer, gradient clipping and (later) bucketed all-reduce and checkpoint
+// shards see one contiguous range. Layers declare their tensors by name at construction and
+// fetch pointers once the store is allocated.
+//
+// Initial values depend only on (seed, parameter name), never on declaration order or on which
+// rank builds the model: every parallel layout starts from the same weights.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace baleine::model {
+
+enum class Init {
+  kNormal,  // N(0, std²)
+  kOnes,    // norm gains
+  kZeros,
+};
+
+struct ParameterEntry {
+  std::string name;             // "blocks.3.attention.wq"
+  std::vector<int64_t> shape;
+  int64_t offset = 0;           // into the flat buffers
+  int64_t size = 0;
+  Init init = Init::kNormal;
+  double init_std = 0;
+  bool weight_decay = false;    // decoupled weight decay applies to matrices only
+};
+
+template <typename T>
+class ParameterStore {
+ public:
+  using Handle = int;
+
+  Handle declare(std::string name, std::vector<int64_t> shape, Init init, double init_std,
+                 bool weight_decay);
+  // Sizes the buffers, initialises values from `seed`, zeroes gradients.
+  void allocate(uint64_t seed);
+
+  T* value(Handle h) { return values_.data() + entries_[h].offset; }
+  const T* value(Handle h) const { return values_.data() + entries_[h].offset; }
+  T* grad(Handle h) { return grads_.data() + entries_[h].offset; }
+
+  std::vector<T>& values() { return values_; }
+  std::vector<T>& grads() { return grads_; }
+  const std::vector<T>& values() const { return values_; }
+  const std::vector<T>& grads() const { return grads_; }
+  const std::vector<ParameterEntry>& entries() const { return entries_; }
+  int64_t total() const { return static_cast<int64_t>(values_.size()); }
+  void zero_grads();
+
+ private:
+  std::vector<ParameterEntry> entries_;
+  std::vector<T> values_;
+  std::vector<T> grads_;
+};
+
+// A deterministic N(0,1) stream keyed by (seed, name): splitmix64 + Box-Muller, so the bits do
+// not depend on the C++ library's distribution implementation.
+class NamedNormalStream {
+ public:
+  NamedNormalStream(uint64_t seed, const std::string& name);
+  double next();
+
+ private:
+  uint64_t state_;
+  double spare_ = 0;
+  bool has_spare_ = false;
+};
+
+}  // namespace baleine::model

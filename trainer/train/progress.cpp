@@ -1,0 +1,63 @@
+#include "trainer/train/progress.h"
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+namespace baleine::train {
+
+namespace {
+template <typename... Args>
+std::string printf_string(const char* fmt, Args... args) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), fmt, args...);
+  return buf;
+}
+}  // namespace
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<int64_t>(std::llround(seconds));
+  if (s >= 3600) {
+    return printf_string("%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                         static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  }
+  return printf_string("%lld:%02lld", static_cast<long long>(s / 60),
+                       static_cast<long long>(s % 60));
+}
+
+std::string format_count(double value) {
+  if (value >= 1e9) return printf_string("%.2fG", value / 1e9);
+  if (value >= 1e6) return printf_string("%.2fM", value / 1e6);
+  if (value >= 1e3) return printf_string("%.1fk", value / 1e3);
+  return printf_string("%.0f", value);
+}
+
+std::string format_progress_line(const StepRecord& r) {
+  const int width = static_cast<int>(std::to_string(r.total_steps).size());
+  std::string line = printf_string("step %*lld/%lld | loss %.4f", width,
+                                   static_cast<long long>(r.step),
+                                   static_cast<long long>(r.total_steps), r.loss);
+  if (r.has_val_loss) line += printf_string(" | val %.4f", r.val_loss);
+  line += printf_string(" | lr %.2e | grad %.3f | %s tok/s", r.lr, r.grad_norm,
+                        format_count(r.tokens_per_s).c_str());
+  if (r.has_moe) line += printf_string(" | imbalance %.2f", r.expert_imbalance);
+  line += " | " + format_duration(r.elapsed_s) + " elapsed | eta " + format_duration(r.eta_s);
+  return line;
+}
+
+std::string format_metrics_json(const StepRecord& r) {
+  std::string json = printf_string(
+      "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,"
+      "\"tokens_per_s\":%.1f,\"step_s\":%.4f,\"elapsed_s\":%.3f",
+      static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm,
+      static_cast<long long>(r.tokens), r.tokens_per_s, r.step_seconds, r.elapsed_s);
+  if (r.has_val_loss) json += printf_string(",\"val_loss\":%.6f", r.val_loss);
+  if (r.has_moe) {
+    json += printf_string(",\"expert_imbalance\":%.4f,\"aux_loss\":%.6e", r.expert_imbalance,
+                          r.aux_loss);
+  }
+  return json + "}";
+}
+
+}  // namespace baleine::train

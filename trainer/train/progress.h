@@ -1,0 +1,35 @@
+#pragma once
+// What a step reports: the progress line on the terminal and the metrics.jsonl record.
+#include <cstdint>
+#include <string>
+
+namespace baleine::train {
+
+struct StepRecord {
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  double loss = 0;              // mean training cross-entropy of the step (nats/token)
+  bool has_val_loss = false;
+  double val_loss = 0;
+  double aux_loss = 0;          // sequence-wise balance loss (0 when disabled)
+  double lr = 0;
+  double grad_norm = 0;         // before clipping
+  int64_t tokens = 0;           // trained so far
+  double tokens_per_s = 0;      // over the steps since the last progress line
+  double step_seconds = 0;
+  double elapsed_s = 0;
+  double eta_s = 0;
+  bool has_moe = false;
+  double expert_imbalance = 1;  // max over MoE layers of (max load / mean load) in this step
+};
+
+// "step   10/200 | loss 3.2145 | val 3.1002 | lr 1.20e-03 | grad 0.85 | 12.3k tok/s | 0:12 elapsed | eta 2:00"
+std::string format_progress_line(const StepRecord& r);
+// {"step":10,"loss":3.2145,...} on one line.
+std::string format_metrics_json(const StepRecord& r);
+// 75 → "1:15", 3725 → "1:02:05".
+std::string format_duration(double seconds);
+// 12345 → "12.3k", 1.2e6 → "1.20M".
+std::string format_count(double value);
+
+}  // namespace baleine::train
