@@ -14,8 +14,7 @@ class BadInput : public ::testing::Test {
  protected:
   // ctest runs every test as its own process, in parallel: each gets its own directory.
   void SetUp() override {
-    dir_ = scratch_dir(std::string("bad_input.") +
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = scratch_dir();
     data_ = prepared_corpus(dir_);
     ASSERT_FALSE(data_.empty()) << "data prepare failed";
   }

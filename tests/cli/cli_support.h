@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include "tests/scratch_dir.h"
+
 namespace baleine::testing {
 
 struct CommandResult {
@@ -29,13 +31,6 @@ inline CommandResult run_baleine(const std::string& args) {
   return r;
 }
 
-// A scratch directory unique to the test executable and test name.
-inline std::string scratch_dir(const std::string& name) {
-  const std::string dir = std::string(BALEINE_TEST_TMP) + "/" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;

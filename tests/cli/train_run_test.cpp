@@ -30,8 +30,7 @@ class TrainRun : public ::testing::Test {
  protected:
   // ctest runs every test as its own process, in parallel: each gets its own directory.
   void SetUp() override {
-    dir_ = scratch_dir(std::string("train_run.") +
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = scratch_dir();
     data_ = prepared_corpus(dir_);
     ASSERT_FALSE(data_.empty());
   }

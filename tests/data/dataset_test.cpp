@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/expect_user_error.h"
+#include "tests/scratch_dir.h"
 #include "trainer/errors.h"
 
 namespace baleine::data {
@@ -20,14 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Each test gets its own directory: ctest runs the tests of one executable in parallel.
-std::string scratch_dir() {
-  const fs::path dir = fs::path(BALEINE_TEST_TMP) /
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using baleine::testing::scratch_dir;
 
 // Tokens first, first+1, ...: a token's value is its position in the stream, so a window's first
 // input tells where the sampler put it.
@@ -50,17 +45,7 @@ int write_counting_shards(const std::string& dir, const std::string& prefix,
   return next;
 }
 
-void expect_user_error(const std::function<void()>& action, const std::vector<std::string>& parts) {
-  try {
-    action();
-    FAIL() << "expected a UserError";
-  } catch (const UserError& error) {
-    const std::string message = std::string(error.what()) + " HINT: " + error.hint();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-    }
-  }
-}
+using baleine::testing::expect_user_error;
 
 std::vector<int32_t> read_all(const TokenDataset& dataset) {
   std::vector<int32_t> out(static_cast<size_t>(dataset.size()));

@@ -14,6 +14,8 @@
 
 #include "trainer/data/dataset.h"
 #include "trainer/data/shard.h"
+#include "tests/expect_user_error.h"
+#include "tests/scratch_dir.h"
 #include "trainer/errors.h"
 
 namespace baleine::data {
@@ -23,14 +25,7 @@ namespace fs = std::filesystem;
 
 constexpr uint16_t kEot = 256;
 
-// Each test gets its own directory: ctest runs the tests of one executable in parallel.
-std::string scratch_dir() {
-  const fs::path dir = fs::path(BALEINE_TEST_TMP) /
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using baleine::testing::scratch_dir;
 
 void write_file(const std::string& path, const std::string& content) {
   fs::create_directories(fs::path(path).parent_path());
@@ -59,17 +54,7 @@ std::vector<uint16_t> bytes_then_eot(const std::string& text) {
   return tokens;
 }
 
-void expect_user_error(const std::function<void()>& action, const std::vector<std::string>& parts) {
-  try {
-    action();
-    FAIL() << "expected a UserError";
-  } catch (const UserError& error) {
-    const std::string message = error.what();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-    }
-  }
-}
+using baleine::testing::expect_user_error;
 
 PrepareOptions options_for(const std::vector<std::string>& inputs, const std::string& output,
                            double val_fraction) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/expect_user_error.h"
+#include "tests/scratch_dir.h"
 #include "trainer/errors.h"
 
 namespace baleine::data {
@@ -17,14 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Each test gets its own directory: ctest runs the tests of one executable in parallel.
-std::string scratch_dir() {
-  const fs::path dir = fs::path(BALEINE_TEST_TMP) /
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using baleine::testing::scratch_dir;
 
 void write_bytes(const std::string& path, const std::vector<char>& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -45,18 +40,7 @@ void write_raw_shard(const std::string& path, int32_t magic, int32_t version,
             static_cast<std::streamsize>(tokens.size() * sizeof(uint16_t)));
 }
 
-// Expects a UserError whose message holds every one of `parts`.
-void expect_user_error(const std::function<void()>& action, const std::vector<std::string>& parts) {
-  try {
-    action();
-    FAIL() << "expected a UserError";
-  } catch (const UserError& error) {
-    const std::string message = error.what();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-    }
-  }
-}
+using baleine::testing::expect_user_error;
 
 TEST(Shard, BaleineFormatRoundTrips) {
   const std::string path = scratch_dir() + "/round.bin";
