@@ -117,6 +117,7 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
   const auto loop_start = Clock::now();
   auto window_start = loop_start;
   int64_t window_tokens = 0;
+  double window_eval_seconds = 0;  // validation time is not training throughput
   for (int64_t step = 1; step <= t.steps; ++step) {
     const auto step_start = Clock::now();
     const double lr = optim::learning_rate(t.lr, step, t.steps);
@@ -147,8 +148,10 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
     }
     const bool last = step == t.steps;
     if (val_sampler && (last || (t.eval_every > 0 && step % t.eval_every == 0))) {
+      const auto eval_start = Clock::now();
       r.has_val_loss = true;
       r.val_loss = validation_loss(model, *val_sampler, t, batch);
+      window_eval_seconds += seconds_since(eval_start);
       summary.has_val_loss = true;
       summary.last_val_loss = r.val_loss;
     }
@@ -158,12 +161,14 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
     r.elapsed_s = seconds_since(start);
     r.eta_s = seconds_since(loop_start) / static_cast<double>(step) *
               static_cast<double>(t.steps - step);
-    r.tokens_per_s = static_cast<double>(window_tokens) / std::max(1e-9, seconds_since(window_start));
+    r.tokens_per_s = static_cast<double>(window_tokens) /
+                     std::max(1e-9, seconds_since(window_start) - window_eval_seconds);
     run_dir.append_metrics(format_metrics_json(r));
     if (step == 1 || last || r.has_val_loss || step % c.log.every == 0) {
       out << format_progress_line(r) << "\n" << std::flush;
       window_start = Clock::now();
       window_tokens = 0;
+      window_eval_seconds = 0;
     }
     if (step == 1) summary.first_loss = loss;
     summary.last_loss = loss;
