@@ -46,10 +46,13 @@ void build_expert_index(const int32_t* chosen, int64_t tokens, int64_t top_k, in
   expert_offsets[0] = 0;
 }
 
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kParallelElements = 1 << 15;
+
 template <typename T>
 void permute_tokens_forward(const T* x, const int32_t* row_token, T* xe, int64_t rows,
                             int64_t dim) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > kParallelElements)
   for (int64_t r = 0; r < rows; ++r) {
     std::copy_n(x + int64_t(row_token[r]) * dim, dim, xe + r * dim);
   }
@@ -63,7 +66,7 @@ void permute_tokens_backward(const T* dxe, const int32_t* row_token, T* dx, int6
   // by one thread in row order, with no atomics and no thread-count-dependent rounding.
   constexpr int64_t kColumnsPerBlock = 64;
   const int64_t blocks = (dim + kColumnsPerBlock - 1) / kColumnsPerBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > kParallelElements)
   for (int64_t block = 0; block < blocks; ++block) {
     const int64_t begin = block * kColumnsPerBlock;
     const int64_t end = std::min(dim, begin + kColumnsPerBlock);
@@ -79,7 +82,7 @@ void permute_tokens_backward(const T* dxe, const int32_t* row_token, T* dx, int6
 template <typename T>
 void combine_forward(const T* ye, const T* weights, const int32_t* assignment_row, T* y,
                      int64_t tokens, int64_t top_k, int64_t dim) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tokens * top_k * dim > kParallelElements)
   for (int64_t t = 0; t < tokens; ++t) {
     T* out = y + t * dim;
     std::fill(out, out + dim, T(0));
@@ -95,7 +98,7 @@ template <typename T>
 void combine_backward(const T* dy, const T* ye, const T* weights, const int32_t* assignment_row,
                       T* dye, T* dweights, int64_t tokens, int64_t top_k, int64_t dim) {
   // Every sorted row belongs to exactly one assignment, so each dye row is written once.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tokens * top_k * dim > kParallelElements)
   for (int64_t t = 0; t < tokens; ++t) {
     const T* upstream = dy + t * dim;
     for (int64_t j = 0; j < top_k; ++j) {

@@ -12,6 +12,10 @@
 namespace baleine::kernels {
 namespace {
 
+// Below this many scores a parallel region costs more than it saves.
+constexpr int64_t kParallelElements = 1 << 14;
+
+
 void check_shape(RoutingShape shape, const char* op) {
   if (shape.tokens < 0 || shape.experts <= 0 || shape.top_k <= 0 ||
       shape.top_k > shape.experts) {
@@ -67,7 +71,7 @@ void routing_forward(const T* logits, const T* bias, T* scores, int32_t* chosen,
                      RoutingShape shape, RoutingOptions options) {
   check_shape(shape, "routing_forward");
   const int64_t experts = shape.experts, top_k = shape.top_k;
-#pragma omp parallel
+#pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     std::vector<T> keys(static_cast<size_t>(top_k));
 #pragma omp for schedule(static)
@@ -97,7 +101,7 @@ void routing_backward(const T* dweights, const T* dscores_extra, const T* scores
                       RoutingOptions options) {
   check_shape(shape, "routing_backward");
   const int64_t experts = shape.experts, top_k = shape.top_k;
-#pragma omp parallel
+#pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     std::vector<double> dscores(static_cast<size_t>(experts));
 #pragma omp for schedule(static)
@@ -183,7 +187,7 @@ double seq_balance_loss_forward(const T* scores, const int32_t* chosen, RoutingS
   // One slot per sequence, summed serially afterwards: a reduction clause would make the
   // summation order (and so the last bits) depend on the thread count.
   std::vector<double> per_sequence(static_cast<size_t>(sequences));
-#pragma omp parallel
+#pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     std::vector<double> fraction(static_cast<size_t>(experts));
 #pragma omp for schedule(static)
@@ -215,7 +219,7 @@ void seq_balance_loss_backward(const T* scores, const int32_t* chosen, RoutingSh
   if (sequences == 0) return;
   // d loss / d s[t,e] = alpha/(B·L) · (f_e − Σ_e' f_e'·s[t,e']/Z_t) / Z_t,  f held constant.
   const double scale = double(dloss) * alpha / double(sequences * seq_len);
-#pragma omp parallel
+#pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     std::vector<double> fraction(static_cast<size_t>(experts));
 #pragma omp for schedule(static)
