@@ -93,7 +93,7 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
   try {
     const config::RunConfig config = config::load_config(config_path, overrides);
     if (process.world != config.parallel.pp * config.parallel.dp) {
-      throw UserError(config.source, "parallel",
+      throw UserError(config.where("parallel.dp"), "parallel",
                       "the job has " + std::to_string(process.world) +
                           " processes but parallel.pp x parallel.dp = " +
                           std::to_string(config.parallel.pp) + " x " +

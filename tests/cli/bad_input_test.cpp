@@ -117,6 +117,14 @@ TEST_F(BadInput, ParallelPlaceholdersSaySo) {
   expect_invalid(r, "parallel.dp");
 }
 
+TEST_F(BadInput, MpiWorldThatDoesNotMatchTheLayoutShowsTheArithmetic) {
+  write_text(dir_ + "/two.yaml", tiny_config(data_, dir_ + "/run"));
+  const auto r = run_baleine("train " + dir_ + "/two.yaml",
+                             "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                             "mpirun --oversubscribe -np 2");
+  expect_invalid(r, "the job has 2 processes but parallel.pp x parallel.dp = 1 x 1 = 1");
+}
+
 TEST(Cli, HelpAndVersion) {
   auto r = run_baleine("--help");
   EXPECT_EQ(r.exit_code, 0);

@@ -17,8 +17,10 @@ struct CommandResult {
   std::string output;      // stdout and stderr together
 };
 
-inline CommandResult run_baleine(const std::string& args) {
-  const std::string command = std::string(BALEINE_BINARY) + " " + args + " 2>&1";
+// Runs `launcher baleine args`, e.g. launcher = "mpirun -np 2" (empty for a plain process).
+inline CommandResult run_baleine(const std::string& args, const std::string& launcher = "") {
+  const std::string command =
+      launcher + (launcher.empty() ? "" : " ") + std::string(BALEINE_BINARY) + " " + args + " 2>&1";
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;

@@ -59,6 +59,18 @@ TEST_F(TrainRun, LossFallsAndRunFilesAreWritten) {
   EXPECT_FALSE(std::isnan(json_number(metrics[9], "val_loss"))) << metrics[9];  // eval_every 10
   EXPECT_EQ(json_number(metrics[59], "tokens"), 60.0 * 8 * 32);
 
+  // Routing per step and MoE layer: dropless, so the loads add up to tokens x top_k.
+  const auto routing = read_lines(run_dir + "/expert_load.jsonl");
+  ASSERT_EQ(routing.size(), 60u);
+  EXPECT_EQ(routing[0].rfind("{\"step\":1,\"layers\":[{\"layer\":1,", 0), 0u) << routing[0];
+  const auto load_begin = routing[5].find("\"load\":[") + 8;
+  const auto load_end = routing[5].find(']', load_begin);
+  std::stringstream loads(routing[5].substr(load_begin, load_end - load_begin));
+  int64_t total = 0, experts = 0;
+  for (std::string n; std::getline(loads, n, ',');) total += std::stoll(n), ++experts;
+  EXPECT_EQ(experts, 4);
+  EXPECT_EQ(total, 8 * 32 * 2);
+
   // The resolved config is itself a valid config that reproduces the run's settings.
   ASSERT_TRUE(std::filesystem::exists(run_dir + "/config.resolved.yaml"));
   const auto again = run_baleine("train " + run_dir + "/config.resolved.yaml --set train.steps=4 "

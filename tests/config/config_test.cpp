@@ -115,6 +115,17 @@ TEST(ConfigOverrides, SupplyWhatTheFileLacksOrFixWhatItGotWrong) {
             70);
 }
 
+TEST(ConfigOrigins, EveryKeyKnowsWhereItWasSet) {
+  // Used by errors found after loading (e.g. data.train matching no shard).
+  const RunConfig config = load(std::string(kMinimal) + "train:\n  steps: 50\n",
+                                {"model.hidden=64"});
+  EXPECT_EQ(config.where("data.train"), "q.yaml:2");
+  EXPECT_EQ(config.where("train.steps"), "q.yaml:4");
+  EXPECT_EQ(config.where("model.hidden"), "--set model.hidden=64");
+  EXPECT_EQ(config.where("train.seq_len"), "q.yaml:3");  // a default: its section's line
+  EXPECT_EQ(config.where("log.every"), "q.yaml");        // no section: the file
+}
+
 TEST(ConfigOverrides, ValuesAreYaml) {
   const RunConfig config = load(std::string(kMinimal) + "model:\n  moe: {top_k: 1, score: softmax}\n",
                                 {"run.name=\"2024\"", "model.moe={top_k: 3, normalize: false}",

@@ -4,6 +4,7 @@
 // baleine reads YAML. Key names in YAML are the member names below.
 #include <cstdint>
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,14 @@ struct RunConfig {
   ParallelSection parallel;
   PrecisionSection precision;
   LogSection log;
+
+  // Where each key was set: "file:line", "--set KEY=VALUE", or the file alone for a default.
+  // For errors found after loading (a data path that matches nothing, a world-size mismatch).
+  std::map<std::string, std::string> origins;
+  std::string where(const std::string& key) const {
+    const auto it = origins.find(key);
+    return it == origins.end() ? source : it->second;
+  }
 
   int64_t grad_accum_steps() const {
     return train.global_batch / (train.micro_batch * parallel.dp);

@@ -81,6 +81,7 @@ RunConfig load_config_from_string(const std::string& yaml_text, const std::strin
   for_each_field(config, [&](const char* path, auto& member) {
     const YAML::Node node = find_node(root, path);
     if (node.IsDefined()) read_value(node, path, origins.where(path), member);
+    config.origins[path] = origins.where(path);
   });
   // An empty dir (absent, or cleared with --set run.dir=) follows the run's name.
   if (config.run.dir.empty()) config.run.dir = "runs/" + config.run.name;

@@ -60,4 +60,22 @@ std::string format_metrics_json(const StepRecord& r) {
   return json + "}";
 }
 
+std::string format_expert_load_json(int64_t step, const std::vector<ExpertLoadRecord>& layers) {
+  std::string json = "{\"step\":" + std::to_string(step) + ",\"layers\":[";
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
+    json += (i ? ",{" : "{") + printf_string("\"layer\":%lld,\"imbalance\":%.4f,\"load\":[",
+                                             static_cast<long long>(l.layer), l.imbalance);
+    for (size_t e = 0; e < l.load.size(); ++e) {
+      json += (e ? "," : "") + std::to_string(l.load[e]);
+    }
+    json += "],\"bias\":[";
+    for (size_t e = 0; e < l.bias.size(); ++e) {
+      json += (e ? "," : "") + printf_string("%.6g", static_cast<double>(l.bias[e]));
+    }
+    json += "]}";
+  }
+  return json + "]}";
+}
+
 }  // namespace baleine::train

@@ -2,6 +2,7 @@
 // What a step reports: the progress line on the terminal and the metrics.jsonl record.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace baleine::train {
 
@@ -27,6 +28,15 @@ struct StepRecord {
 std::string format_progress_line(const StepRecord& r);
 // {"step":10,"loss":3.2145,...} on one line.
 std::string format_metrics_json(const StepRecord& r);
+// The step's routing, one object per MoE layer: {"step":N,"layers":[{"layer":L,
+// "imbalance":x,"load":[tokens per expert],"bias":[selection bias]}, ...]}.
+struct ExpertLoadRecord {
+  int64_t layer = 0;
+  std::vector<int64_t> load;
+  std::vector<float> bias;
+  double imbalance = 1;
+};
+std::string format_expert_load_json(int64_t step, const std::vector<ExpertLoadRecord>& layers);
 // 75 → "1:15", 3725 → "1:02:05".
 std::string format_duration(double seconds);
 // 12345 → "12.3k", 1.2e6 → "1.20M".

@@ -1,6 +1,5 @@
 #include "trainer/train/run_dir.h"
 
-#include <cstdio>
 #include <filesystem>
 #include <system_error>
 
@@ -26,35 +25,52 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   if (ec) throw UserError(path, "", "cannot rename " + tmp + ": " + ec.message());
 }
 
-RunDir::RunDir(const config::RunConfig& config) : path_(config.run.dir) {
+JsonLinesFile::JsonLinesFile(const std::string& dir, const std::string& stem)
+    : path_(dir + "/" + stem + ".jsonl") {
   std::error_code ec;
-  fs::create_directories(path_, ec);
-  if (ec || !fs::is_directory(path_)) {
-    throw UserError(config.source, "run.dir",
-                    "cannot create run directory '" + path_ + "': " + ec.message(),
-                    "choose a writable path with --set run.dir=PATH");
-  }
-  write_file_atomically(file("config.resolved.yaml"), config::config_to_yaml(config));
-
-  const std::string metrics_path = file("metrics.jsonl");
-  if (fs::exists(metrics_path)) {
+  if (fs::exists(path_)) {
     for (int n = 1;; ++n) {
-      const std::string kept = file("metrics." + std::to_string(n) + ".jsonl");
-      if (!fs::exists(kept)) {
-        fs::rename(metrics_path, kept, ec);
-        if (ec) throw UserError(metrics_path, "", "cannot keep the previous metrics: " + ec.message());
-        kept_previous_metrics_ = kept;
-        break;
-      }
+      const std::string kept = dir + "/" + stem + "." + std::to_string(n) + ".jsonl";
+      if (fs::exists(kept)) continue;
+      fs::rename(path_, kept, ec);
+      if (ec) throw UserError(path_, "", "cannot keep the previous run's file: " + ec.message());
+      kept_previous_ = kept;
+      break;
     }
   }
-  metrics_.open(metrics_path, std::ios::out | std::ios::trunc);
-  if (!metrics_) throw UserError(metrics_path, "", "cannot open for writing");
+  out_.open(path_, std::ios::out | std::ios::trunc);
+  if (!out_) throw UserError(path_, "", "cannot open for writing");
 }
 
-void RunDir::append_metrics(const std::string& json_line) {
-  metrics_ << json_line << '\n';
-  metrics_.flush();
+void JsonLinesFile::append(const std::string& json_line) {
+  out_ << json_line << '\n';
+  out_.flush();
+}
+
+namespace {
+// Runs before the members are built, so that they open files inside an existing directory.
+const std::string& create_run_dir(const config::RunConfig& config) {
+  std::error_code ec;
+  fs::create_directories(config.run.dir, ec);
+  if (ec || !fs::is_directory(config.run.dir)) {
+    throw UserError(config.where("run.dir"), "run.dir",
+                    "cannot create run directory '" + config.run.dir + "': " + ec.message(),
+                    "choose a writable path with --set run.dir=PATH");
+  }
+  write_file_atomically(config.run.dir + "/config.resolved.yaml", config::config_to_yaml(config));
+  return config.run.dir;
+}
+}  // namespace
+
+RunDir::RunDir(const config::RunConfig& config)
+    : path_(create_run_dir(config)), metrics_(path_, "metrics"), expert_load_(path_, "expert_load") {}
+
+std::vector<std::string> RunDir::kept_previous() const {
+  std::vector<std::string> kept;
+  for (const auto* f : {&metrics_, &expert_load_}) {
+    if (!f->kept_previous().empty()) kept.push_back(f->kept_previous());
+  }
+  return kept;
 }
 
 }  // namespace baleine::train

@@ -1,30 +1,48 @@
 #pragma once
 // The run directory: everything a run leaves behind lives here (see README "Files a run
-// leaves"): config.resolved.yaml, metrics.jsonl, and later checkpoints/ and ledger.jsonl.
+// leaves"): config.resolved.yaml, metrics.jsonl, expert_load.jsonl, and later checkpoints/ and
+// ledger.jsonl.
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "trainer/config/config.h"
 
 namespace baleine::train {
 
+// An append-only JSON-lines file, flushed after every line so a crash loses nothing written.
+// A file of the same name left by an earlier run is kept, renamed <stem>.<n>.jsonl, never
+// overwritten.
+class JsonLinesFile {
+ public:
+  JsonLinesFile(const std::string& dir, const std::string& stem);
+  void append(const std::string& json_line);
+  const std::string& path() const { return path_; }
+  const std::string& kept_previous() const { return kept_previous_; }  // "" when none
+
+ private:
+  std::string path_;
+  std::string kept_previous_;
+  std::ofstream out_;
+};
+
 class RunDir {
  public:
-  // Creates the directory (with parents) and writes config.resolved.yaml. A metrics.jsonl left
-  // by an earlier run in the same directory is kept, renamed metrics.<n>.jsonl, never
-  // overwritten. Throws UserError when the directory cannot be created or written.
+  // Creates the directory (with parents) and writes config.resolved.yaml. Throws UserError when
+  // the directory cannot be created or written.
   explicit RunDir(const config::RunConfig& config);
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
-  // One JSON object per line; flushed after every line so a crash loses nothing written.
-  void append_metrics(const std::string& json_line);
-  const std::string& kept_previous_metrics() const { return kept_previous_metrics_; }
+  JsonLinesFile& metrics() { return metrics_; }          // one object per step
+  JsonLinesFile& expert_load() { return expert_load_; }  // one object per step (MoE models)
+  // Files of an earlier run that were kept rather than overwritten.
+  std::vector<std::string> kept_previous() const;
 
  private:
   std::string path_;
-  std::string kept_previous_metrics_;
-  std::ofstream metrics_;
+  JsonLinesFile metrics_;
+  JsonLinesFile expert_load_;
 };
 
 // Writes `text` to `path` through a temporary file and a rename, so a reader never sees half.

@@ -82,12 +82,12 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
   const auto start = Clock::now();
   const auto& t = c.train;
   const int64_t min_tokens = t.seq_len + 1;
-  const auto train_data = data::TokenDataset::open(c.data.train, "data.train", c.source,
+  const auto train_data = data::TokenDataset::open(c.data.train, "data.train", c.where("data.train"),
                                                    c.model.vocab_size, min_tokens);
   std::unique_ptr<data::TokenDataset> val_data;
   if (!c.data.val.empty()) {
     val_data = std::make_unique<data::TokenDataset>(data::TokenDataset::open(
-        c.data.val, "data.val", c.source, c.model.vocab_size, min_tokens));
+        c.data.val, "data.val", c.where("data.val"), c.model.vocab_size, min_tokens));
   }
   RunDir run_dir(c);
   const data::BatchSampler train_sampler(train_data, t.seq_len, c.run.seed, kTrainStream);
@@ -100,9 +100,8 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
   optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters());
   print_start_banner(c, process, model.count_parameters(), train_data, val_data.get(),
                      run_dir.path(), out);
-  if (!run_dir.kept_previous_metrics().empty()) {
-    out << "note: an earlier run's metrics in this run dir were kept as "
-        << run_dir.kept_previous_metrics() << "\n";
+  for (const auto& kept : run_dir.kept_previous()) {
+    out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
   }
 
   const int64_t accum = c.grad_accum_steps();
@@ -142,10 +141,16 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
     r.grad_norm = stats.grad_norm;
     r.has_moe = !moe_layers.empty();
     r.expert_imbalance = 0;
-    for (auto* moe : moe_layers) {
-      r.expert_imbalance = std::max(r.expert_imbalance, moe->load_imbalance());
-      moe->update_bias(c.model.moe.bias_update_speed);
+    std::vector<ExpertLoadRecord> routing;
+    for (size_t i = 0; i < moe_layers.size(); ++i) {
+      auto* moe = moe_layers[i];
+      const double imbalance = moe->load_imbalance();
+      r.expert_imbalance = std::max(r.expert_imbalance, imbalance);
+      routing.push_back({c.model.dense_layers + static_cast<int64_t>(i), moe->load(), moe->bias(),
+                         imbalance});
+      moe->update_bias(c.model.moe.bias_update_speed);  // also resets the load counters
     }
+    if (!routing.empty()) run_dir.expert_load().append(format_expert_load_json(step, routing));
     const bool last = step == t.steps;
     if (val_sampler && (last || (t.eval_every > 0 && step % t.eval_every == 0))) {
       const auto eval_start = Clock::now();
@@ -163,7 +168,7 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
               static_cast<double>(t.steps - step);
     r.tokens_per_s = static_cast<double>(window_tokens) /
                      std::max(1e-9, seconds_since(window_start) - window_eval_seconds);
-    run_dir.append_metrics(format_metrics_json(r));
+    run_dir.metrics().append(format_metrics_json(r));
     if (step == 1 || last || r.has_val_loss || step % c.log.every == 0) {
       out << format_progress_line(r) << "\n" << std::flush;
       window_start = Clock::now();
@@ -180,7 +185,7 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
       << " tokens in " << format_duration(summary.seconds) << "; loss " << summary.first_loss
       << " -> " << summary.last_loss;
   if (summary.has_val_loss) out << ", val " << summary.last_val_loss;
-  out << "\nmetrics: " << run_dir.file("metrics.jsonl") << "\n";
+  out << "\nmetrics: " << run_dir.metrics().path() << "\n";
   return summary;
 }
 
