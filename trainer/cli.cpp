@@ -121,9 +121,13 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
 }
 
 int run_data(const std::vector<std::string>& args) {
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+  if (args.empty()) {
+    std::cerr << data_usage();
+    return kExitInvalidInput;
+  }
+  if (args[0] == "--help" || args[0] == "-h") {
     std::cout << data_usage();
-    return args.empty() ? kExitInvalidInput : 0;
+    return 0;
   }
   if (args[0] != "prepare") {
     throw usage_error("data: unknown subcommand '" + args[0] + "'",
