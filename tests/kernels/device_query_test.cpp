@@ -10,7 +10,9 @@ namespace {
 TEST(DeviceQuery, SummaryNeverThrows) {
   const std::string summary = cuda_summary();
   EXPECT_FALSE(summary.empty());
-  if (!built_with_cuda()) EXPECT_EQ(summary, "CUDA backend not built");
+  if (!built_with_cuda()) {
+    EXPECT_EQ(summary, "CUDA backend not built");
+  }
 }
 
 TEST(DeviceQuery, DescribesEachGpu) {
