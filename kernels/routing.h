@@ -1,7 +1,8 @@
 #pragma once
 // DeepSeek-MoE routing (DeepSeek-V3 report, §2.1.2):
 //   scores s[t,e] = sigmoid(logits[t,e])            (or softmax over e, selectable)
-//   chosen[t,:]   = the top_k experts by s[t,e] + bias[e]; the bias only CHOOSES experts
+//   chosen[t,:]   = the top_k experts by s[t,e] + bias[e] (among the kept groups when
+//                   max_groups > 0, see RoutingOptions); the bias only CHOOSES experts
 //                   (aux-loss-free balancing) and never enters the weights. Ties go to the
 //                   lower expert index; chosen[t,:] is listed in descending (s + bias) order.
 //   weights[t,j]  = route_scale · s[t,chosen_j] / Σ_j' s[t,chosen_j']   when normalize
@@ -23,6 +24,15 @@ struct RoutingOptions {
   ScoreFunction score = ScoreFunction::kSigmoid;
   bool normalize = true;
   double route_scale = 1.0;
+  // Node-limited routing (§2.1.2): the experts split into `groups` contiguous groups of
+  // experts/groups (a group = the experts of one node, so a token's traffic reaches at most
+  // max_groups nodes). A group's score is the sum of its 2 highest s + bias (its only one for
+  // 1-expert groups); the max_groups best groups are kept (ties to the lower group index) and
+  // top_k is taken among their experts only. Weights are unchanged. Needs experts % groups == 0.
+  int64_t groups = 1;
+  // 0 = no limit; otherwise 1 <= max_groups <= groups and top_k <= max_groups·experts/groups.
+  // max_groups == groups chooses exactly what no limit chooses.
+  int64_t max_groups = 0;
 };
 
 // logits [tokens, experts]; bias [experts] (may be nullptr = zeros).

@@ -6,6 +6,7 @@
 
 #include "baleine_version.h"
 #include "kernels/device.h"
+#include "parallel/process_groups.h"
 #include "parallel/runtime.h"
 #include "trainer/config/config.h"
 #include "trainer/config/did_you_mean.h"
@@ -20,10 +21,13 @@ namespace {
 const std::vector<std::string> kCommands = {"train", "data", "help"};
 
 std::string train_usage() {
-  return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]...\n"
-         "  Trains the model described by CONFIG.yaml. Run it alone, or under mpirun/srun.\n"
-         "  --set KEY=VALUE   override any config key, e.g. --set train.steps=500\n"
-         "                    (repeatable; VALUE is YAML; validated like the file)\n";
+  return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]... [--save-params DIR]\n"
+         "  Trains the model described by CONFIG.yaml. Run it alone, or under mpirun/srun\n"
+         "  with parallel.pp x parallel.dp processes.\n"
+         "  --set KEY=VALUE    override any config key, e.g. --set train.steps=500\n"
+         "                     (repeatable; VALUE is YAML; validated like the file)\n"
+         "  --save-params DIR  at the end, every rank writes the parameters it holds to\n"
+         "                     DIR/rank-<R>.params (global names; for comparing layouts)\n";
 }
 
 std::string data_usage() {
@@ -68,6 +72,7 @@ double parse_number(const std::string& text, const std::string& option) {
 int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
   std::string config_path;
   std::vector<std::string> overrides;
+  train::TrainOptions options;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
@@ -75,9 +80,12 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
       return 0;
     } else if (a.rfind("--set", 0) == 0 && (a.size() == 5 || a[5] == '=')) {
       overrides.push_back(option_value(args, i, "--set"));
+    } else if (a == "--save-params" || a.rfind("--save-params=", 0) == 0) {
+      options.save_params_dir = option_value(args, i, "--save-params");
     } else if (a.rfind("-", 0) == 0) {
       throw usage_error("train: unknown option '" + a + "'",
-                        suggestion_hint(a, {"--set", "--help"}, "baleine train --help"));
+                        suggestion_hint(a, {"--set", "--save-params", "--help"},
+                                        "baleine train --help"));
     } else if (config_path.empty()) {
       config_path = a;
     } else {
@@ -92,23 +100,13 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
   const auto& process = mpi.info();
   try {
     const config::RunConfig config = config::load_config(config_path, overrides);
-    if (process.world != config.parallel.pp * config.parallel.dp) {
-      throw UserError(config.where("parallel.dp"), "parallel",
-                      "the job has " + std::to_string(process.world) +
-                          " processes but parallel.pp x parallel.dp = " +
-                          std::to_string(config.parallel.pp) + " x " +
-                          std::to_string(config.parallel.dp) + " = " +
-                          std::to_string(config.parallel.pp * config.parallel.dp),
-                      "launch with mpirun -np " +
-                          std::to_string(config.parallel.pp * config.parallel.dp) +
-                          " (multi-process layouts land with the distributed issue)");
-    }
+    auto groups = parallel::ProcessGroups::create(config, process);
     if (process.rank == 0) {
       std::cout << "baleine " << BALEINE_VERSION << " train " << config_path << "\n";
       config::print_config_table(config, std::cout);
     }
-    std::ostringstream quiet;
-    train::train(config, process, process.rank == 0 ? std::cout : quiet);
+    std::ostream discard(nullptr);  // no buffer: what other ranks would print goes nowhere
+    train::train(config, groups, options, process.rank == 0 ? std::cout : discard);
   } catch (const UserError& e) {
     // Every rank reads the same config, so every rank fails the same way; only rank 0 speaks.
     if (process.rank == 0) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,24 +44,104 @@ void score_row(const T* logits, T* scores, int64_t experts, ScoreFunction score)
   for (int64_t e = 0; e < experts; ++e) scores[e] = T(scores[e] * inverse);
 }
 
-// The top_k experts by key = score + bias, in descending key order, ties to the lower index.
-// An insertion list of length top_k (O(experts·top_k)) beats a sort for top_k <= 8 and makes
-// the tie rule explicit: a later expert only passes an earlier one with a STRICTLY larger key.
+// Node-limited routing needs consistent options; they are checked once per call, not per token.
+void check_groups(RoutingShape shape, RoutingOptions options, const char* op) {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument(
+        std::string(op) + ": " + what + " (experts=" + std::to_string(shape.experts) +
+        " groups=" + std::to_string(options.groups) +
+        " max_groups=" + std::to_string(options.max_groups) +
+        " top_k=" + std::to_string(shape.top_k) + ")");
+  };
+  if (options.groups <= 0) fail("need groups >= 1");
+  if (shape.experts % options.groups != 0) fail("experts must split into equal groups");
+  if (options.max_groups < 0 || options.max_groups > options.groups) {
+    fail("need 0 <= max_groups <= groups (0 = no limit)");
+  }
+  if (options.max_groups > 0 &&
+      shape.top_k > options.max_groups * (shape.experts / options.groups)) {
+    fail("top_k exceeds the max_groups * experts/groups experts a token can reach");
+  }
+}
+
+// Adds (key, index) to a list of the best `capacity` so far, kept in descending key order.
+// Callers offer indices in ascending order and a later index only passes an earlier one with a
+// STRICTLY larger key, so ties go to the lower index. An insertion list (O(n·capacity)) beats a
+// sort for the small capacities of routing (top_k <= 8, a few groups).
+template <typename T>
+void insert_ranked(T key, int64_t index, T* keys, int32_t* indices, int64_t& filled,
+                   int64_t capacity) {
+  if (filled == capacity && !(key > keys[capacity - 1])) return;
+  int64_t slot = filled < capacity ? filled++ : capacity - 1;
+  while (slot > 0 && key > keys[slot - 1]) {
+    keys[slot] = keys[slot - 1];
+    indices[slot] = indices[slot - 1];
+    --slot;
+  }
+  keys[slot] = key;
+  indices[slot] = static_cast<int32_t>(index);
+}
+
+template <typename T>
+T choice_key(const T* scores, const T* bias, int64_t e) {
+  return bias ? T(scores[e] + bias[e]) : scores[e];
+}
+
+// Per-thread scratch for one token's selection, sized once so the token loop never allocates.
+template <typename T>
+struct SelectionScratch {
+  std::vector<T> keys;            // [top_k]
+  std::vector<T> group_keys;      // [max_groups]
+  std::vector<int32_t> kept;      // [max_groups] the kept groups
+  std::vector<char> allowed;      // [groups] 1 = kept
+  SelectionScratch(int64_t top_k, int64_t max_groups, int64_t groups)
+      : keys(static_cast<size_t>(top_k)),
+        group_keys(static_cast<size_t>(max_groups)),
+        kept(static_cast<size_t>(max_groups)),
+        allowed(static_cast<size_t>(groups)) {}
+};
+
+// Marks the max_groups groups with the highest sums of their 2 best keys. DeepSeek-V3 §2.1.2
+// ranks nodes by the sum of their highest K_r/M affinities; with K_r = 8 and M = 4 that is 2,
+// the fixed count DeepSeek's released inference code uses. A 1-expert group has just its own.
+template <typename T>
+void keep_best_groups(const T* scores, const T* bias, int64_t experts, RoutingOptions options,
+                      SelectionScratch<T>& scratch) {
+  const int64_t group_size = experts / options.groups;
+  int64_t filled = 0;
+  for (int64_t g = 0; g < options.groups; ++g) {
+    T best = -std::numeric_limits<T>::infinity(), second = best;
+    for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+      const T key = choice_key(scores, bias, e);
+      if (key > best) {
+        second = best;
+        best = key;
+      } else if (key > second) {
+        second = key;
+      }
+    }
+    const T group_key = group_size == 1 ? best : T(best + second);
+    insert_ranked(group_key, g, scratch.group_keys.data(), scratch.kept.data(), filled,
+                  options.max_groups);
+  }
+  std::fill(scratch.allowed.begin(), scratch.allowed.end(), char(0));
+  for (int64_t j = 0; j < filled; ++j) scratch.allowed[scratch.kept[j]] = 1;
+}
+
+// The top_k experts by key = score + bias, in descending key order, ties to the lower index;
+// under node-limited routing only the experts of the kept groups compete. Without a limit (or
+// with max_groups == groups, which keeps every group) no group is scored at all, so those
+// choices are the plain top-k bit for bit.
 template <typename T>
 void select_top_k(const T* scores, const T* bias, int32_t* chosen, int64_t experts,
-                  int64_t top_k, T* keys /* scratch [top_k] */) {
+                  int64_t top_k, RoutingOptions options, SelectionScratch<T>& scratch) {
+  const bool limited = options.max_groups > 0 && options.max_groups < options.groups;
+  if (limited) keep_best_groups(scores, bias, experts, options, scratch);
+  const int64_t group_size = experts / options.groups;
   int64_t filled = 0;
   for (int64_t e = 0; e < experts; ++e) {
-    const T key = bias ? T(scores[e] + bias[e]) : scores[e];
-    if (filled == top_k && !(key > keys[top_k - 1])) continue;
-    int64_t slot = filled < top_k ? filled++ : top_k - 1;
-    while (slot > 0 && key > keys[slot - 1]) {
-      keys[slot] = keys[slot - 1];
-      chosen[slot] = chosen[slot - 1];
-      --slot;
-    }
-    keys[slot] = key;
-    chosen[slot] = static_cast<int32_t>(e);
+    if (limited && !scratch.allowed[e / group_size]) continue;
+    insert_ranked(choice_key(scores, bias, e), e, scratch.keys.data(), chosen, filled, top_k);
   }
 }
 
@@ -70,10 +151,11 @@ template <typename T>
 void routing_forward(const T* logits, const T* bias, T* scores, int32_t* chosen, T* weights,
                      RoutingShape shape, RoutingOptions options) {
   check_shape(shape, "routing_forward");
+  check_groups(shape, options, "routing_forward");
   const int64_t experts = shape.experts, top_k = shape.top_k;
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
-    std::vector<T> keys(static_cast<size_t>(top_k));
+    SelectionScratch<T> scratch(top_k, options.max_groups, options.groups);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < shape.tokens; ++t) {
       const T* logit_row = logits + t * experts;
@@ -81,7 +163,7 @@ void routing_forward(const T* logits, const T* bias, T* scores, int32_t* chosen,
       int32_t* chosen_row = chosen + t * top_k;
       T* weight_row = weights + t * top_k;
       score_row(logit_row, score_row_out, experts, options.score);
-      select_top_k(score_row_out, bias, chosen_row, experts, top_k, keys.data());
+      select_top_k(score_row_out, bias, chosen_row, experts, top_k, options, scratch);
       // Weights read the scores WITHOUT the bias (eq. 13): the bias balances load, it must not
       // change how much an expert's output counts.
       double chosen_sum = 0;

@@ -111,10 +111,10 @@ TEST_F(BadInput, UnknownOptions) {
   expect_invalid(run_baleine(""), "usage");
 }
 
-TEST_F(BadInput, ParallelPlaceholdersSaySo) {
-  auto yaml = tiny_config(data_, dir_ + "/run") + "parallel:\n  dp: 2\n";
+TEST_F(BadInput, InvalidParallelLayoutShowsTheArithmetic) {
+  auto yaml = tiny_config(data_, dir_ + "/run") + "parallel:\n  dp: 2\n  ep: 4\n";
   const auto r = train_with(yaml);
-  expect_invalid(r, "parallel.dp");
+  expect_invalid(r, "parallel.ep (4) must divide parallel.dp (2): 2 % 4 = 2");
 }
 
 TEST_F(BadInput, MpiWorldThatDoesNotMatchTheLayoutShowsTheArithmetic) {

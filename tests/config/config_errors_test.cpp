@@ -197,11 +197,19 @@ const RangeCase kRangeCases[] = {
     {"train.adamw.eps", "0", "must be > 0", ""},
     {"train.adamw.weight_decay", "-0.1", "must be >= 0", ""},
     {"parallel.pp", "2", "must be 1 for now, got 2",
-     "pipeline parallelism lands with the distributed issues; set parallel.pp: 1"},
-    {"parallel.dp", "4", "must be 1 for now, got 4",
-     "data parallelism lands with the distributed issues; set parallel.dp: 1"},
-    {"parallel.ep", "0", "must be 1 for now, got 0",
-     "expert parallelism lands with the distributed issues; set parallel.ep: 1"},
+     "pipeline parallelism lands with the pipeline issue; set parallel.pp: 1"},
+    {"parallel.dp", "0", "must be >= 1, got 0", ""},
+    {"parallel.ep", "0", "must be >= 1, got 0", ""},
+    {"parallel.ep", "3", "parallel.ep (3) must divide parallel.dp (1): 1 % 3 = 1", ""},
+    {"parallel.zero", "2", "must be 0 or 1, got 2", "stages 2 and 3 are not implemented"},
+    {"parallel.bucket_mb", "0", "must be > 0", ""},
+    {"parallel.timeout_s", "-1", "must be > 0", ""},
+    {"parallel.ranks_per_node", "-1", "must be >= 0", ""},
+    {"model.moe.expert_groups", "0", "must be >= 1, got 0", ""},
+    {"model.moe.expert_groups", "3", "model.moe.routed_experts (8) must split into "
+     "model.moe.expert_groups (3) equal groups: 8 % 3 = 2", ""},
+    {"model.moe.max_groups_per_token", "2", "must be in [0, model.moe.expert_groups] = [0, 1], "
+     "got 2", ""},
     {"precision.compute", "bf16", "'bf16' is not available yet (lands with the FP8 issue)",
      "set precision.compute: fp32"},
     {"precision.compute", "fp8", "'fp8' is not available yet (lands with the FP8 issue)", ""},
@@ -237,6 +245,20 @@ TEST(ConfigCrossFieldErrors, HiddenMustSplitIntoEvenHeads) {
   // Only hidden was written, so that is the line to change.
   expect_error(load_error(with("model:\n  hidden: 132\n")), "q.yaml:4", "model.hidden",
                "= 132 / 4 = 33 is odd");
+}
+
+TEST(ConfigCrossFieldErrors, ParallelLayoutShowsTheArithmetic) {
+  expect_error(load_error(with("parallel:\n  dp: 4\n  ep: 3\n")), "q.yaml:5", "parallel.ep",
+               "parallel.ep (3) must divide parallel.dp (4): 4 % 3 = 1");
+  expect_error(load_error(with("model:\n  moe:\n    routed_experts: 6\nparallel:\n  dp: 4\n"
+                               "  ep: 4\ntrain:\n  global_batch: 32\n")),
+               "q.yaml:8", "parallel.ep",
+               "model.moe.routed_experts (6) must be divisible by parallel.ep (4): 6 % 4 = 2");
+  expect_error(load_error(with("model:\n  moe:\n    expert_groups: 4\n"
+                               "    max_groups_per_token: 1\n    top_k: 3\n")),
+               "q.yaml:6", "model.moe.max_groups_per_token",
+               "model.moe.top_k (3) exceeds the experts a token can reach: max_groups_per_token "
+               "x experts per group = 1 x 2 = 2");
 }
 
 TEST(ConfigCrossFieldErrors, GlobalBatchMustBeWholeMicroBatches) {

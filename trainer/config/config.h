@@ -30,6 +30,12 @@ struct MoeSection {
   double route_scale = 1.0;
   double bias_update_speed = 0.001;  // γ of aux-loss-free balancing (DeepSeek-V3: 0.001)
   double seq_aux_alpha = 0.0;        // α of the sequence-wise balance loss (V3: 0.0001)
+  // Node-limited routing (V3 §2.1.2: each token reaches at most M = 4 nodes). Experts are split
+  // into expert_groups contiguous groups (a group = the experts of one node); each token picks
+  // its top_k among the max_groups_per_token groups with the highest sums of their top-2
+  // affinities. 0 = no limit.
+  int64_t expert_groups = 1;
+  int64_t max_groups_per_token = 0;
 };
 
 struct ModelSection {
@@ -79,10 +85,14 @@ struct TrainSection {
   AdamWSection adamw;
 };
 
-struct ParallelSection {             // placeholders until the distributed issues land
-  int64_t pp = 1;
-  int64_t dp = 1;
-  int64_t ep = 1;
+struct ParallelSection {
+  int64_t pp = 1;                    // pipeline stages (must be 1 until the pipeline issue)
+  int64_t dp = 1;                    // data-parallel ranks per stage; world = pp × dp
+  int64_t ep = 1;                    // expert-parallel group size; divides dp
+  int64_t zero = 0;                  // 1 = ZeRO-1: optimizer states sharded over dp
+  double bucket_mb = 25.0;           // gradient all-reduce bucket size
+  double timeout_s = 300.0;          // a collective that takes longer aborts the job
+  int64_t ranks_per_node = 0;        // for the topology printout; 0 = as MPI reports
 };
 
 struct PrecisionSection {

@@ -34,6 +34,8 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("model.moe.route_scale", c.model.moe.route_scale);
   visit("model.moe.bias_update_speed", c.model.moe.bias_update_speed);
   visit("model.moe.seq_aux_alpha", c.model.moe.seq_aux_alpha);
+  visit("model.moe.expert_groups", c.model.moe.expert_groups);
+  visit("model.moe.max_groups_per_token", c.model.moe.max_groups_per_token);
 
   visit("data.train", c.data.train);
   visit("data.val", c.data.val);
@@ -57,6 +59,10 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("parallel.pp", c.parallel.pp);
   visit("parallel.dp", c.parallel.dp);
   visit("parallel.ep", c.parallel.ep);
+  visit("parallel.zero", c.parallel.zero);
+  visit("parallel.bucket_mb", c.parallel.bucket_mb);
+  visit("parallel.timeout_s", c.parallel.timeout_s);
+  visit("parallel.ranks_per_node", c.parallel.ranks_per_node);
 
   visit("precision.compute", c.precision.compute);
 

@@ -137,6 +137,31 @@ void check_moe(const ModelSection& m, const Rules& rules) {
                "each token picks top_k of the routed experts");
   }
   rules.at_least("model.moe.intermediate", moe.intermediate, 1);
+
+  rules.at_least("model.moe.expert_groups", moe.expert_groups, 1);
+  if (moe.routed_experts % moe.expert_groups != 0) {
+    rules.fail(rules.key_to_change({"model.moe.expert_groups", "model.moe.routed_experts"}),
+               "model.moe.routed_experts (" + text(moe.routed_experts) +
+                   ") must split into model.moe.expert_groups (" + text(moe.expert_groups) +
+                   ") equal groups: " + text(moe.routed_experts) + " % " +
+                   text(moe.expert_groups) + " = " + text(moe.routed_experts % moe.expert_groups),
+               "a group is the experts of one node; choose a divisor of the expert count");
+  }
+  if (moe.max_groups_per_token < 0 || moe.max_groups_per_token > moe.expert_groups) {
+    rules.fail("model.moe.max_groups_per_token",
+               "must be in [0, model.moe.expert_groups] = [0, " + text(moe.expert_groups) +
+                   "], got " + text(moe.max_groups_per_token),
+               "0 turns node-limited routing off");
+  }
+  const int64_t reachable =
+      moe.max_groups_per_token * (moe.routed_experts / moe.expert_groups);
+  if (moe.max_groups_per_token > 0 && moe.top_k > reachable) {
+    rules.fail(rules.key_to_change({"model.moe.max_groups_per_token", "model.moe.top_k"}),
+               "model.moe.top_k (" + text(moe.top_k) + ") exceeds the experts a token can reach: "
+               "max_groups_per_token x experts per group = " + text(moe.max_groups_per_token) +
+                   " x " + text(moe.routed_experts / moe.expert_groups) + " = " + text(reachable),
+               "raise model.moe.max_groups_per_token or lower model.moe.top_k");
+  }
 }
 
 void check_data(const DataSection& d, const Rules& rules) {
@@ -177,21 +202,36 @@ void check_train(const TrainSection& t, const Rules& rules) {
   rules.non_negative("train.adamw.weight_decay", t.adamw.weight_decay);
 }
 
-void check_parallel(const ParallelSection& p, const Rules& rules) {
-  const struct {
-    const char* key;
-    int64_t value;
-    const char* kind;
-  } degrees[] = {{"parallel.pp", p.pp, "pipeline"},
-                 {"parallel.dp", p.dp, "data"},
-                 {"parallel.ep", p.ep, "expert"}};
-  for (const auto& degree : degrees) {
-    if (degree.value != 1) {
-      rules.fail(degree.key, "must be 1 for now, got " + text(degree.value),
-                 std::string(degree.kind) + " parallelism lands with the distributed issues; "
-                 "set " + degree.key + ": 1");
-    }
+void check_parallel(const RunConfig& c, const Rules& rules) {
+  const ParallelSection& p = c.parallel;
+  if (p.pp != 1) {
+    rules.fail("parallel.pp", "must be 1 for now, got " + text(p.pp),
+               "pipeline parallelism lands with the pipeline issue; set parallel.pp: 1");
   }
+  rules.at_least("parallel.dp", p.dp, 1);
+  rules.at_least("parallel.ep", p.ep, 1);
+  if (p.dp % p.ep != 0) {
+    rules.fail(rules.key_to_change({"parallel.ep", "parallel.dp"}),
+               "parallel.ep (" + text(p.ep) + ") must divide parallel.dp (" + text(p.dp) +
+                   "): " + text(p.dp) + " % " + text(p.ep) + " = " + text(p.dp % p.ep),
+               "expert-parallel groups are made of data-parallel ranks");
+  }
+  const bool has_moe = c.model.layers > c.model.dense_layers;
+  if (has_moe && c.model.moe.routed_experts % p.ep != 0) {
+    rules.fail(rules.key_to_change({"parallel.ep", "model.moe.routed_experts"}),
+               "model.moe.routed_experts (" + text(c.model.moe.routed_experts) +
+                   ") must be divisible by parallel.ep (" + text(p.ep) + "): " +
+                   text(c.model.moe.routed_experts) + " % " + text(p.ep) + " = " +
+                   text(c.model.moe.routed_experts % p.ep),
+               "every expert-parallel rank holds the same number of experts");
+  }
+  if (p.zero != 0 && p.zero != 1) {
+    rules.fail("parallel.zero", "must be 0 or 1, got " + text(p.zero),
+               "ZeRO-1 shards the optimizer states; stages 2 and 3 are not implemented");
+  }
+  rules.positive("parallel.bucket_mb", p.bucket_mb);
+  rules.positive("parallel.timeout_s", p.timeout_s);
+  rules.at_least("parallel.ranks_per_node", p.ranks_per_node, 0, "0 takes the node size from MPI");
 }
 
 void check_precision(const PrecisionSection& p, const Rules& rules) {
@@ -228,7 +268,7 @@ void validate(const RunConfig& config, const KeyOrigins& origins) {
   check_moe(config.model, rules);
   check_data(config.data, rules);
   check_train(config.train, rules);
-  check_parallel(config.parallel, rules);
+  check_parallel(config, rules);
   check_precision(config.precision, rules);
   rules.at_least("log.every", config.log.every, 1);
   check_batch(config, rules);

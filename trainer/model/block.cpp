@@ -22,6 +22,8 @@ kernels::RoutingOptions routing_options(const config::MoeSection& moe) {
                                    : kernels::ScoreFunction::kSigmoid;
   o.normalize = moe.normalize;
   o.route_scale = moe.route_scale;
+  o.groups = moe.expert_groups;
+  o.max_groups = moe.max_groups_per_token;
   return o;
 }
 
@@ -29,7 +31,7 @@ kernels::RoutingOptions routing_options(const config::MoeSection& moe) {
 
 template <typename T>
 TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::ModelSection& m,
-                                      int64_t index)
+                                      int64_t index, const ModelParallelism& parallelism)
     : store_(store),
       dim_(m.hidden),
       norm_eps_(static_cast<T>(m.norm_eps)),
@@ -52,6 +54,8 @@ TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::Mo
     c.seq_aux_alpha = m.moe.seq_aux_alpha;
     c.init_std = m.init_std;
     c.out_std = residual_out_std(m);
+    c.ep_group = parallelism.ep_group;
+    c.expert_begin = parallelism.expert_begin;
     moe_ = std::make_unique<MoeLayer<T>>(store, prefix + ".moe", c);
   } else {
     mlp_ = std::make_unique<SwiGluMlp<T>>(store, prefix + ".mlp", m.hidden, m.intermediate,

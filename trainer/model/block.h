@@ -17,7 +17,8 @@ namespace baleine::model {
 template <typename T>
 class TransformerBlock {
  public:
-  TransformerBlock(ParameterStore<T>& store, const config::ModelSection& model, int64_t index);
+  TransformerBlock(ParameterStore<T>& store, const config::ModelSection& model, int64_t index,
+                   const ModelParallelism& parallelism);
 
   // x, out: [tokens, dim]; x must stay unchanged until backward.
   void forward(const T* x, T* out, BatchShape shape);

@@ -12,11 +12,12 @@ namespace baleine::model {
 namespace k = baleine::kernels;
 
 template <typename T>
-Model<T>::Model(const config::ModelSection& c, uint64_t seed) : config_(c) {
+Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism)
+    : config_(c) {
   embedding_ = store_.declare("embedding", {c.vocab_size, c.hidden}, Init::kNormal, c.init_std,
                               false);
   for (int64_t l = 0; l < c.layers; ++l) {
-    blocks_.push_back(std::make_unique<TransformerBlock<T>>(store_, c, l));
+    blocks_.push_back(std::make_unique<TransformerBlock<T>>(store_, c, l, parallelism));
   }
   final_norm_ = store_.declare("final_norm", {c.hidden}, Init::kOnes, 0, false);
   head_ = store_.declare("head", {c.vocab_size, c.hidden}, Init::kNormal, c.init_std, true);
@@ -95,11 +96,16 @@ template <typename T>
 ParameterCounts Model<T>::count_parameters() const {
   ParameterCounts c;
   for (const auto& e : store_.entries()) {
-    c.total += e.size;
-    const bool routed = e.name.find(".experts.") != std::string::npos;
-    c.active += routed ? e.size / config_.moe.routed_experts * config_.moe.top_k : e.size;
+    c.on_this_rank += e.size;
+    if (e.placement == Placement::kReplicated) c.total += e.size;
     if (e.name == "embedding") c.embedding += e.size;
   }
+  c.active = c.total;
+  // Routed experts from the config: this rank may hold only some of them.
+  const int64_t per_expert = 3 * config_.moe.intermediate * config_.hidden;  // w1, w3, w2
+  const int64_t moe_layers = config_.layers - config_.dense_layers;
+  c.total += moe_layers * config_.moe.routed_experts * per_expert;
+  c.active += moe_layers * config_.moe.top_k * per_expert;
   return c;
 }
 

@@ -18,16 +18,18 @@ struct ForwardResult {
   double total() const { return loss + aux_loss; }
 };
 
-struct ParameterCounts {
+struct ParameterCounts {  // of the whole model, whatever this rank holds
   int64_t total = 0;
   int64_t active = 0;  // per token: routed experts count top_k / routed_experts of theirs
   int64_t embedding = 0;
+  int64_t on_this_rank = 0;
 };
 
 template <typename T>
 class Model {
  public:
-  Model(const config::ModelSection& config, uint64_t seed);
+  Model(const config::ModelSection& config, uint64_t seed,
+        const ModelParallelism& parallelism = {});
 
   // inputs, targets: [shape.batch, shape.seq] token ids.
   ForwardResult forward(const int32_t* inputs, const int32_t* targets, BatchShape shape);

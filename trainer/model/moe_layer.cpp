@@ -13,12 +13,22 @@ namespace k = baleine::kernels;
 template <typename T>
 MoeLayer<T>::MoeLayer(ParameterStore<T>& store, const std::string& prefix,
                       const MoeConfig& config)
-    : store_(store), config_(config) {
+    : store_(store),
+      config_(config),
+      exchange_(config.ep_group, config.routed_experts, config.dim) {
   const int64_t e = config.routed_experts, d = config.dim, w = config.expert_width;
   gate_ = store.declare(prefix + ".gate", {e, d}, Init::kNormal, config.init_std, false);
-  expert_w1_ = store.declare(prefix + ".experts.w1", {e, w, d}, Init::kNormal, config.init_std, true);
-  expert_w3_ = store.declare(prefix + ".experts.w3", {e, w, d}, Init::kNormal, config.init_std, true);
-  expert_w2_ = store.declare(prefix + ".experts.w2", {e, d, w}, Init::kNormal, config.out_std, true);
+  // One parameter per expert, named by its GLOBAL index: any layout initialises expert e the
+  // same way, and a checkpoint in global coordinates needs no renaming.
+  for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+    const std::string name = prefix + ".experts." + std::to_string(config.expert_begin + j);
+    expert_w1_.push_back(store.declare(name + ".w1", {w, d}, Init::kNormal, config.init_std,
+                                       true, Placement::kExpert));
+    expert_w3_.push_back(store.declare(name + ".w3", {w, d}, Init::kNormal, config.init_std,
+                                       true, Placement::kExpert));
+    expert_w2_.push_back(store.declare(name + ".w2", {d, w}, Init::kNormal, config.out_std,
+                                       true, Placement::kExpert));
+  }
   if (config.shared_experts > 0) {
     shared_.emplace_back(store, prefix + ".shared", d, config.shared_experts * w, config.init_std,
                          config.out_std);
@@ -40,8 +50,6 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   row_token_.resize(rows);
   assignment_row_.resize(rows);
   xe_.resize(rows * d);
-  ye_.resize(rows * d);
-  expert_scratch_.resize(rows, w);
 
   // Gating stays in high precision (DeepSeek-V3 keeps it out of FP8).
   k::linear_forward(x, store_.value(gate_), logits_.data(), n, d, e);
@@ -53,18 +61,26 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
                   : 0.0;
   k::build_expert_index(chosen_.data(), n, kk, e, offsets_.data(), row_token_.data(),
                         assignment_row_.data());
+  for (int64_t ex = 0; ex < e; ++ex) load_[ex] += offsets_[ex + 1] - offsets_[ex];
   k::permute_tokens_forward(x, row_token_.data(), xe_.data(), rows, d);
 
-  for (int64_t ex = 0; ex < e; ++ex) {
-    const int64_t r0 = offsets_[ex], r1 = offsets_[ex + 1];
-    load_[ex] += r1 - r0;
-    swiglu_mlp_forward(xe_.data() + r0 * d, ye_.data() + r0 * d, r1 - r0, d, w,
-                       store_.value(expert_w1_) + ex * w * d,
-                       store_.value(expert_w3_) + ex * w * d,
-                       store_.value(expert_w2_) + ex * d * w, expert_scratch_.a.data() + r0 * w,
+  // Dispatch: rows travel to the ranks holding their experts.
+  exchange_.plan(offsets_.data());
+  local_x_ = exchange_.dispatch(xe_.data(), local_x_buffer_);
+  const auto& lo = exchange_.local_offsets();
+  const int64_t local_rows = exchange_.local_rows();
+  local_y_.resize(std::max<int64_t>(local_rows * d, 1));
+  expert_scratch_.resize(std::max<int64_t>(local_rows, 1), w);
+  for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+    const int64_t r0 = lo[j], r1 = lo[j + 1];
+    swiglu_mlp_forward(local_x_ + r0 * d, local_y_.data() + r0 * d, r1 - r0, d, w,
+                       store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
+                       store_.value(expert_w2_[j]), expert_scratch_.a.data() + r0 * w,
                        expert_scratch_.b.data() + r0 * w, expert_scratch_.h.data() + r0 * w);
   }
-  k::combine_forward(ye_.data(), weights_.data(), assignment_row_.data(), y, n, kk, d);
+  // Combine: outputs return to the token's rank, weighted in a fixed (token, slot) order.
+  ye_ = exchange_.combine(local_y_.data(), ye_buffer_);
+  k::combine_forward(ye_, weights_.data(), assignment_row_.data(), y, n, kk, d);
 
   if (!shared_.empty()) {
     shared_out_.resize(n * d);
@@ -80,25 +96,28 @@ void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T a
   const k::RoutingShape rs{n, e, kk};
   dweights_.resize(rows);
   dye_.resize(rows * d);
-  dxe_.resize(rows * d);
   dlogits_.resize(n * e);
   dtmp_.resize(n * d);
 
-  k::combine_backward(dy, ye_.data(), weights_.data(), assignment_row_.data(), dye_.data(),
+  k::combine_backward(dy, ye_, weights_.data(), assignment_row_.data(), dye_.data(),
                       dweights_.data(), n, kk, d);
-  for (int64_t ex = 0; ex < e; ++ex) {
-    const int64_t r0 = offsets_[ex], r1 = offsets_[ex + 1];
-    swiglu_mlp_backward(dye_.data() + r0 * d, xe_.data() + r0 * d, dxe_.data() + r0 * d, r1 - r0,
-                        d, w, store_.value(expert_w1_) + ex * w * d,
-                        store_.value(expert_w3_) + ex * w * d,
-                        store_.value(expert_w2_) + ex * d * w, expert_scratch_.a.data() + r0 * w,
+  // The output gradients take the dispatch path to the experts, the input gradients the
+  // combine path back.
+  const T* dlocal_y = exchange_.dispatch(dye_.data(), dlocal_y_buffer_);
+  const auto& lo = exchange_.local_offsets();
+  dlocal_x_.resize(std::max<int64_t>(exchange_.local_rows() * d, 1));
+  for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+    const int64_t r0 = lo[j], r1 = lo[j + 1];
+    swiglu_mlp_backward(dlocal_y + r0 * d, local_x_ + r0 * d, dlocal_x_.data() + r0 * d, r1 - r0,
+                        d, w, store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
+                        store_.value(expert_w2_[j]), expert_scratch_.a.data() + r0 * w,
                         expert_scratch_.b.data() + r0 * w, expert_scratch_.h.data() + r0 * w,
-                        store_.grad(expert_w1_) + ex * w * d,
-                        store_.grad(expert_w3_) + ex * w * d,
-                        store_.grad(expert_w2_) + ex * d * w, expert_scratch_.da.data() + r0 * w,
+                        store_.grad(expert_w1_[j]), store_.grad(expert_w3_[j]),
+                        store_.grad(expert_w2_[j]), expert_scratch_.da.data() + r0 * w,
                         expert_scratch_.db.data() + r0 * w, expert_scratch_.dh.data() + r0 * w);
   }
-  k::permute_tokens_backward(dxe_.data(), row_token_.data(), dx, rows, n, d);
+  const T* dxe = exchange_.combine(dlocal_x_.data(), dxe_buffer_);
+  k::permute_tokens_backward(dxe, row_token_.data(), dx, rows, n, d);
 
   const T* dscores_extra = nullptr;
   if (config_.seq_aux_alpha > 0) {

@@ -10,15 +10,16 @@ template <typename T>
 typename ParameterStore<T>::Handle ParameterStore<T>::declare(std::string name,
                                                               std::vector<int64_t> shape,
                                                               Init init, double init_std,
-                                                              bool weight_decay) {
+                                                              bool weight_decay,
+                                                              Placement placement) {
   if (!values_.empty()) throw std::logic_error("ParameterStore::declare after allocate: " + name);
   ParameterEntry e;
   e.name = std::move(name);
   e.shape = std::move(shape);
   e.size = 1;
   for (int64_t d : e.shape) e.size *= d;
-  e.offset = entries_.empty() ? 0 : entries_.back().offset + entries_.back().size;
   e.init = init;
+  e.placement = placement;
   e.init_std = init_std;
   e.weight_decay = weight_decay;
   entries_.push_back(std::move(e));
@@ -27,7 +28,17 @@ typename ParameterStore<T>::Handle ParameterStore<T>::declare(std::string name,
 
 template <typename T>
 void ParameterStore<T>::allocate(uint64_t seed) {
-  const int64_t n = entries_.empty() ? 0 : entries_.back().offset + entries_.back().size;
+  int64_t n = 0;
+  for (const Placement placement : {Placement::kReplicated, Placement::kExpert}) {
+    Region& region = placement == Placement::kReplicated ? replicated_ : expert_;
+    region.offset = n;
+    for (auto& e : entries_) {
+      if (e.placement != placement) continue;
+      e.offset = n;
+      n += e.size;
+    }
+    region.size = n - region.offset;
+  }
   values_.assign(n, T(0));
   grads_.assign(n, T(0));
   for (const auto& e : entries_) {

@@ -1,8 +1,10 @@
 #pragma once
 // All trainable parameters of a model live in one flat value buffer with a twin gradient
-// buffer, so the optimizer, gradient clipping and (later) bucketed all-reduce and checkpoint
-// shards see one contiguous range. Layers declare their tensors by name at construction and
-// fetch pointers once the store is allocated.
+// buffer, so the optimizer, gradient clipping, bucketed all-reduce and ZeRO sharding see
+// contiguous ranges. The buffer has two regions: parameters replicated on every data-parallel
+// rank first, then the routed experts this rank holds (averaged only over the ranks holding the
+// same experts). Layers declare their tensors by name at construction and fetch pointers once
+// the store is allocated.
 //
 // Initial values depend only on (seed, parameter name), never on declaration order or on which
 // rank builds the model: every parallel layout starts from the same weights.
@@ -11,6 +13,11 @@
 #include <vector>
 
 namespace baleine::model {
+
+enum class Placement {
+  kReplicated,  // every data-parallel rank holds a copy
+  kExpert,      // a routed expert: held by the ranks of one expert-parallel index
+};
 
 enum class Init {
   kNormal,  // N(0, std²)
@@ -26,6 +33,12 @@ struct ParameterEntry {
   Init init = Init::kNormal;
   double init_std = 0;
   bool weight_decay = false;    // decoupled weight decay applies to matrices only
+  Placement placement = Placement::kReplicated;
+};
+
+struct Region {
+  int64_t offset = 0;
+  int64_t size = 0;
 };
 
 template <typename T>
@@ -34,9 +47,13 @@ class ParameterStore {
   using Handle = int;
 
   Handle declare(std::string name, std::vector<int64_t> shape, Init init, double init_std,
-                 bool weight_decay);
-  // Sizes the buffers, initialises values from `seed`, zeroes gradients.
+                 bool weight_decay, Placement placement = Placement::kReplicated);
+  // Lays out the regions (replicated, then expert), sizes the buffers, initialises values
+  // from `seed` and zeroes gradients.
   void allocate(uint64_t seed);
+  Region region(Placement placement) const {
+    return placement == Placement::kReplicated ? replicated_ : expert_;
+  }
 
   T* value(Handle h) { return values_.data() + entries_[h].offset; }
   const T* value(Handle h) const { return values_.data() + entries_[h].offset; }
@@ -52,6 +69,7 @@ class ParameterStore {
 
  private:
   std::vector<ParameterEntry> entries_;
+  Region replicated_, expert_;
   std::vector<T> values_;
   std::vector<T> grads_;
 };

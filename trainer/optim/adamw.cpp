@@ -1,16 +1,29 @@
 #include "trainer/optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/adamw.h"
 
 namespace baleine::optim {
 
+using model::Placement;
+
 AdamW::AdamW(const config::AdamWSection& hyper, double grad_clip,
-             const model::ParameterStore<float>& params)
-    : hyper_(hyper), grad_clip_(grad_clip) {
-  m_.assign(params.values().size(), 0.0f);
-  v_.assign(params.values().size(), 0.0f);
+             const model::ParameterStore<float>& params, const DataParallelGroups& groups,
+             bool zero)
+    : hyper_(hyper), grad_clip_(grad_clip), groups_(groups), zero_(zero) {
+  for (const Placement placement : {Placement::kReplicated, Placement::kExpert}) {
+    const auto region = params.region(placement);
+    parallel::Comm* group = placement == Placement::kReplicated ? groups.dp : groups.expert_dp;
+    Segment s;
+    s.shard = make_shard(region, zero ? group : nullptr);
+    s.first = region.offset + std::min(s.shard.begin, region.size);
+    s.count = std::min(s.shard.end(), region.size) - std::min(s.shard.begin, region.size);
+    s.m.assign(static_cast<size_t>(s.count), 0.0f);
+    s.v.assign(static_cast<size_t>(s.count), 0.0f);
+    segments_.push_back(std::move(s));
+  }
 }
 
 double global_grad_norm(const model::ParameterStore<float>& params) {
@@ -18,28 +31,69 @@ double global_grad_norm(const model::ParameterStore<float>& params) {
                                            static_cast<int64_t>(params.grads().size())));
 }
 
+const float* AdamW::segment_grad(const model::ParameterStore<float>& params,
+                                 const Segment& s) const {
+  return zero_ ? s.grad.data() : params.grads().data() + s.first;
+}
+
 StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t step) {
+  const int64_t dp_size = groups_.dp ? groups_.dp->size() : 1;
+  if (zero_) {
+    for (auto& s : segments_) reduce_scatter_gradients(params, s.shard, dp_size, s.padded, s.grad);
+  } else {
+    average_gradients(params, groups_);
+  }
+
+  // Σ g² over the whole model, each element counted once. Replicated: identical on every dp
+  // rank (or sharded over dp under ZeRO); experts: distinct over the EP group (or sharded over
+  // the whole dp group under ZeRO).
+  double replicated = kernels::sum_of_squares(segment_grad(params, segments_[0]), segments_[0].count);
+  double experts = kernels::sum_of_squares(segment_grad(params, segments_[1]), segments_[1].count);
+  if (zero_) {
+    double sums[2] = {replicated, experts};
+    if (groups_.dp && groups_.dp->size() > 1) groups_.dp->allreduce_sum(sums, 2, parallel::DType::kFloat64);
+    replicated = sums[0];
+    experts = sums[1];
+  } else if (groups_.ep && groups_.ep->size() > 1) {
+    groups_.ep->allreduce_sum(&experts, 1, parallel::DType::kFloat64);
+  }
   StepStats stats;
-  stats.grad_norm = global_grad_norm(params);
+  stats.grad_norm = std::sqrt(replicated + experts);
   if (grad_clip_ > 0 && stats.grad_norm > grad_clip_) stats.clip_scale = grad_clip_ / stats.grad_norm;
 
-  kernels::AdamWStep s;
-  s.lr = static_cast<float>(lr);
-  s.beta1 = static_cast<float>(hyper_.beta1);
-  s.beta2 = static_cast<float>(hyper_.beta2);
-  s.eps = static_cast<float>(hyper_.eps);
-  s.step = step;
-  s.grad_scale = static_cast<float>(stats.clip_scale);
-  for (const auto& e : params.entries()) {
-    s.weight_decay = e.weight_decay ? static_cast<float>(hyper_.weight_decay) : 0.0f;
-    kernels::adamw_update(params.values().data() + e.offset, params.grads().data() + e.offset,
-                          m_.data() + e.offset, v_.data() + e.offset, e.size, s);
+  kernels::AdamWStep k;
+  k.lr = static_cast<float>(lr);
+  k.beta1 = static_cast<float>(hyper_.beta1);
+  k.beta2 = static_cast<float>(hyper_.beta2);
+  k.eps = static_cast<float>(hyper_.eps);
+  k.step = step;
+  k.grad_scale = static_cast<float>(stats.clip_scale);
+  for (auto& s : segments_) {
+    const float* grad = segment_grad(params, s);
+    // The segment may start or end inside a parameter: update the overlap of each entry.
+    for (const auto& e : params.entries()) {
+      const int64_t lo = std::max(e.offset, s.first);
+      const int64_t hi = std::min(e.offset + e.size, s.first + s.count);
+      if (lo >= hi) continue;
+      k.weight_decay = e.weight_decay ? static_cast<float>(hyper_.weight_decay) : 0.0f;
+      const int64_t at = lo - s.first;
+      kernels::adamw_update(params.values().data() + lo, grad + at, s.m.data() + at,
+                            s.v.data() + at, hi - lo, k);
+    }
+    if (zero_) {
+      // Send the updated shard (zero-padded past the region's end) to every rank of its group.
+      std::vector<float> shard_values(static_cast<size_t>(s.shard.shard), 0.0f);
+      std::copy_n(params.values().data() + s.first, s.count, shard_values.data());
+      allgather_parameters(params, s.shard, shard_values.data(), s.padded);
+    }
   }
   return stats;
 }
 
 int64_t AdamW::state_bytes() const {
-  return static_cast<int64_t>((m_.size() + v_.size()) * sizeof(float));
+  int64_t n = 0;
+  for (const auto& s : segments_) n += static_cast<int64_t>((s.m.size() + s.v.size()) * sizeof(float));
+  return n;
 }
 
 }  // namespace baleine::optim

@@ -1,37 +1,52 @@
 #pragma once
-// AdamW over a ParameterStore's flat buffers, with global-norm gradient clipping.
-// Moments are FP32 here; BF16 moments come with the precision issue.
+// AdamW over a ParameterStore's flat buffers, with global-norm gradient clipping, data-parallel
+// gradient averaging and, optionally, ZeRO-1 (Rajbhandari et al. 2020): each data-parallel rank
+// keeps the moments of, and updates, only its shard of every region, then the updated shards
+// are all-gathered. Moments are FP32 here; BF16 moments come with the precision issue.
 #include <cstdint>
 #include <vector>
 
 #include "trainer/config/config.h"
 #include "trainer/model/parameters.h"
+#include "trainer/optim/data_parallel.h"
 
 namespace baleine::optim {
 
 struct StepStats {
-  double grad_norm = 0;   // global L2 norm before clipping
+  double grad_norm = 0;   // global L2 norm before clipping, over the whole model
   double clip_scale = 1;  // factor applied to the gradients (1 = not clipped)
 };
 
 class AdamW {
  public:
   AdamW(const config::AdamWSection& hyper, double grad_clip,
-        const model::ParameterStore<float>& params);
-  // One update at learning rate lr; step is 1-based (bias correction).
+        const model::ParameterStore<float>& params, const DataParallelGroups& groups = {},
+        bool zero = false);
+  // Averages the gradients over data parallelism, clips, and updates at learning rate lr;
+  // step is 1-based (bias correction).
   StepStats step(model::ParameterStore<float>& params, double lr, int64_t step);
-  int64_t state_bytes() const;
-
-  std::vector<float>& first_moment() { return m_; }
-  std::vector<float>& second_moment() { return v_; }
+  int64_t state_bytes() const;  // moments held by this rank
+  bool sharded() const { return zero_; }
 
  private:
+  // A contiguous range of one region that this rank updates: the whole region, or its ZeRO
+  // shard. first/count are in flat-buffer coordinates, clipped to the region's real end.
+  struct Segment {
+    Shard shard;
+    int64_t first = 0, count = 0;
+    std::vector<float> m, v;
+    std::vector<float> grad, padded;  // ZeRO: the reduced shard gradient and staging
+  };
+  const float* segment_grad(const model::ParameterStore<float>& params, const Segment& s) const;
+
   config::AdamWSection hyper_;
   double grad_clip_;
-  std::vector<float> m_, v_;
+  DataParallelGroups groups_;
+  bool zero_;
+  std::vector<Segment> segments_;  // replicated, expert
 };
 
-// √(Σ g²) over all gradients, accumulated in double.
+// √(Σ g²) over this rank's gradients, accumulated in double (no communication).
 double global_grad_norm(const model::ParameterStore<float>& params);
 
 }  // namespace baleine::optim

@@ -57,6 +57,13 @@ std::string format_metrics_json(const StepRecord& r) {
     json += printf_string(",\"expert_imbalance\":%.4f,\"aux_loss\":%.6e", r.expert_imbalance,
                           r.aux_loss);
   }
+  if (!r.dispatch_rows_per_rank.empty()) {
+    json += ",\"dispatch_rows_per_rank\":[";
+    for (size_t i = 0; i < r.dispatch_rows_per_rank.size(); ++i) {
+      json += (i ? "," : "") + std::to_string(r.dispatch_rows_per_rank[i]);
+    }
+    json += "]";
+  }
   return json + "}";
 }
 

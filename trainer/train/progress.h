@@ -22,6 +22,9 @@ struct StepRecord {
   double eta_s = 0;
   bool has_moe = false;
   double expert_imbalance = 1;  // max over MoE layers of (max load / mean load) in this step
+  // Expert parallelism: rows each world rank's experts received in the step's all-to-alls
+  // (all MoE layers and micro-batches); empty without EP.
+  std::vector<int64_t> dispatch_rows_per_rank;
 };
 
 // "step   10/200 | loss 3.2145 | val 3.1002 | lr 1.20e-03 | grad 0.85 | 12.3k tok/s | 0:12 elapsed | eta 2:00"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "trainer/model/model.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/train/fault_injection.h"
+#include "trainer/train/param_dump.h"
 #include "trainer/train/progress.h"
 #include "trainer/train/run_dir.h"
 
@@ -21,6 +24,7 @@ namespace baleine::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using parallel::DType;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -38,8 +42,9 @@ struct Batch {
   }
 };
 
-// Mean validation loss over a fixed set of windows (the same every time it is called, so the
-// curve is comparable across the run).
+// Mean validation loss over a fixed set of windows (the same every time, so the curve is
+// comparable across the run). Every rank evaluates all of them: with expert parallelism each
+// forward is collective, and identical inputs make every rank's answer the single-process one.
 double validation_loss(model::Model<float>& model, const data::BatchSampler& sampler,
                        const config::TrainSection& t, Batch& batch) {
   double sum = 0;
@@ -51,34 +56,56 @@ double validation_loss(model::Model<float>& model, const data::BatchSampler& sam
   return sum / static_cast<double>(t.eval_batches);
 }
 
-void print_start_banner(const config::RunConfig& c, const parallel::ProcessInfo& p,
-                        const model::ParameterCounts& counts, const data::TokenDataset& train,
-                        const data::TokenDataset* val, const std::string& run_dir,
-                        std::ostream& out) {
-  out << "topology: world " << p.world << " (pp " << c.parallel.pp << " x dp " << c.parallel.dp
-      << ", ep " << c.parallel.ep << "), rank 0 on " << p.host << ", device cpu, "
-      << omp_get_max_threads() << " OpenMP threads\n";
+// Rank 0 alone writes the run directory; every rank learns whether that worked, so that a
+// failure there ends the job on all ranks instead of leaving them waiting in a collective.
+std::unique_ptr<RunDir> open_run_dir(const config::RunConfig& c, parallel::ProcessGroups& g) {
+  std::unique_ptr<RunDir> dir;
+  std::optional<UserError> failure;
+  if (g.is_root()) {
+    try {
+      dir = std::make_unique<RunDir>(c);
+    } catch (const UserError& e) {
+      failure = e;
+    }
+  }
+  int64_t failed = failure ? 1 : 0;
+  g.world->allreduce_sum(&failed, 1, DType::kInt64);
+  if (failure) throw *failure;
+  if (failed) throw UserError("", "run.dir", "rank 0 could not create the run directory");
+  return dir;
+}
+
+void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroups& g,
+                        const model::ParameterCounts& counts, const optim::AdamW& optimizer,
+                        const data::TokenDataset& train, const data::TokenDataset* val,
+                        const std::string& run_dir, std::ostream& out) {
+  out << g.topology.describe();
+  out << "device: cpu, " << omp_get_max_threads() << " OpenMP threads per rank\n";
   out << "model: " << format_count(static_cast<double>(counts.total)) << " parameters ("
-      << format_count(static_cast<double>(counts.active)) << " active per token), "
+      << format_count(static_cast<double>(counts.active)) << " active per token; "
+      << format_count(static_cast<double>(counts.on_this_rank)) << " on rank 0), "
       << c.model.layers << " layers (" << c.model.dense_layers << " dense, "
       << c.model.layers - c.model.dense_layers << " MoE with " << c.model.moe.routed_experts
       << " routed top-" << c.model.moe.top_k << " + " << c.model.moe.shared_experts
       << " shared)\n";
+  out << "optimizer: AdamW, FP32 moments: " << format_count(static_cast<double>(optimizer.state_bytes()))
+      << "B per rank" << (optimizer.sharded() ? " (ZeRO-1: sharded over data parallelism)" : "")
+      << "\n";
   out << "data: train " << format_count(static_cast<double>(train.size())) << " tokens in "
       << train.shards().size() << " shard(s)";
   if (val) out << ", val " << format_count(static_cast<double>(val->size())) << " tokens";
   out << "\n";
   const int64_t tokens_per_step = c.train.global_batch * c.train.seq_len;
   out << "batch: " << c.train.global_batch << " sequences x " << c.train.seq_len << " tokens = "
-      << tokens_per_step << " tokens/step (micro-batch " << c.train.micro_batch << ", "
-      << c.grad_accum_steps() << " accumulation steps)\n";
+      << tokens_per_step << " tokens/step (micro-batch " << c.train.micro_batch << " x "
+      << c.grad_accum_steps() << " accumulation steps x " << c.parallel.dp << " dp ranks)\n";
   out << "run dir: " << run_dir << "\n" << std::flush;
 }
 
 }  // namespace
 
-TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& process,
-                   std::ostream& out) {
+TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
+                   const TrainOptions& options, std::ostream& out) {
   const auto start = Clock::now();
   const auto& t = c.train;
   const int64_t min_tokens = t.seq_len + 1;
@@ -89,28 +116,39 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
     val_data = std::make_unique<data::TokenDataset>(data::TokenDataset::open(
         c.data.val, "data.val", c.where("data.val"), c.model.vocab_size, min_tokens));
   }
-  RunDir run_dir(c);
+  auto run_dir = open_run_dir(c, g);
   const data::BatchSampler train_sampler(train_data, t.seq_len, c.run.seed, kTrainStream);
   std::unique_ptr<data::BatchSampler> val_sampler;
   if (val_data) {
     val_sampler = std::make_unique<data::BatchSampler>(*val_data, t.seq_len, c.run.seed, kValStream);
   }
 
-  model::Model<float> model(c.model, c.run.seed);
-  optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters());
-  print_start_banner(c, process, model.count_parameters(), train_data, val_data.get(),
-                     run_dir.path(), out);
-  for (const auto& kept : run_dir.kept_previous()) {
-    out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
+  const auto& placement = g.placement();
+  const bool expert_parallel = g.topology.ep() > 1;
+  model::Model<float> model(c.model, c.run.seed,
+                            {expert_parallel ? g.ep.get() : nullptr, placement.expert_begin});
+  optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters(),
+                         {g.dp.get(), g.ep.get(), g.expert_dp.get(), c.parallel.bucket_mb},
+                         c.parallel.zero == 1);
+  if (run_dir) {
+    print_start_banner(c, g, model.count_parameters(), optimizer, train_data, val_data.get(),
+                       run_dir->path(), out);
+    for (const auto& kept : run_dir->kept_previous()) {
+      out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
+    }
   }
+  const auto fault = FaultInjection::from_environment(g.rank());
 
   const int64_t accum = c.grad_accum_steps();
   const model::BatchShape shape{t.micro_batch, t.seq_len};
   const float loss_scale = 1.0f / static_cast<float>(accum);
   const int64_t tokens_per_step = t.global_batch * t.seq_len;
+  // This rank's slice of every global batch: rows [first_row, first_row + accum·micro_batch).
+  const int64_t first_row = placement.dp_rank * accum * t.micro_batch;
   auto moe_layers = model.moe_layers();
   Batch batch;
   batch.resize(t.micro_batch, t.seq_len);
+  std::vector<int64_t> loads, dispatch_rows(static_cast<size_t>(g.world->size()));
 
   TrainSummary summary;
   const auto loop_start = Clock::now();
@@ -121,36 +159,53 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
     const auto step_start = Clock::now();
     const double lr = optim::learning_rate(t.lr, step, t.steps);
     model.parameters().zero_grads();
-    double loss = 0, aux = 0;
+    double losses[2] = {0, 0};  // cross-entropy, balance loss: this rank's mean
+    int64_t rows_received = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
-      train_sampler.fill(step, micro * t.micro_batch, t.micro_batch, batch.inputs.data(),
-                         batch.targets.data());
+      train_sampler.fill(step, first_row + micro * t.micro_batch, t.micro_batch,
+                         batch.inputs.data(), batch.targets.data());
       const auto result = model.forward(batch.inputs.data(), batch.targets.data(), shape);
+      if (micro == 0) fault.maybe_fail(step);
       model.backward(loss_scale);
-      loss += result.loss / static_cast<double>(accum);
-      aux += result.aux_loss / static_cast<double>(accum);
+      losses[0] += result.loss / static_cast<double>(accum);
+      losses[1] += result.aux_loss / static_cast<double>(accum);
+      for (auto* moe : moe_layers) rows_received += moe->rows_received();
     }
+    g.dp->allreduce_sum(losses, 2, DType::kFloat64);
     const auto stats = optimizer.step(model.parameters(), lr, step);
 
     StepRecord r;
     r.step = step;
     r.total_steps = t.steps;
-    r.loss = loss;
-    r.aux_loss = aux;
+    r.loss = losses[0] / static_cast<double>(c.parallel.dp);
+    r.aux_loss = losses[1] / static_cast<double>(c.parallel.dp);
     r.lr = lr;
     r.grad_norm = stats.grad_norm;
     r.has_moe = !moe_layers.empty();
     r.expert_imbalance = 0;
+
+    // Balancing sees the whole global batch: every rank sums the loads of all ranks, so the
+    // replicated bias moves identically everywhere.
+    loads.clear();
+    for (auto* moe : moe_layers) loads.insert(loads.end(), moe->load().begin(), moe->load().end());
+    if (!loads.empty()) g.dp->allreduce_sum(loads.data(), static_cast<int64_t>(loads.size()), DType::kInt64);
     std::vector<ExpertLoadRecord> routing;
     for (size_t i = 0; i < moe_layers.size(); ++i) {
       auto* moe = moe_layers[i];
+      const auto e = static_cast<int64_t>(moe->load().size());
+      moe->restore_load({loads.begin() + static_cast<int64_t>(i) * e,
+                         loads.begin() + static_cast<int64_t>(i + 1) * e});
       const double imbalance = moe->load_imbalance();
       r.expert_imbalance = std::max(r.expert_imbalance, imbalance);
       routing.push_back({c.model.dense_layers + static_cast<int64_t>(i), moe->load(), moe->bias(),
                          imbalance});
       moe->update_bias(c.model.moe.bias_update_speed);  // also resets the load counters
     }
-    if (!routing.empty()) run_dir.expert_load().append(format_expert_load_json(step, routing));
+    if (expert_parallel) {
+      g.world->allgather(&rows_received, dispatch_rows.data(), 1, DType::kInt64);
+      r.dispatch_rows_per_rank = dispatch_rows;
+    }
+
     const bool last = step == t.steps;
     if (val_sampler && (last || (t.eval_every > 0 && step % t.eval_every == 0))) {
       const auto eval_start = Clock::now();
@@ -168,24 +223,31 @@ TrainSummary train(const config::RunConfig& c, const parallel::ProcessInfo& proc
               static_cast<double>(t.steps - step);
     r.tokens_per_s = static_cast<double>(window_tokens) /
                      std::max(1e-9, seconds_since(window_start) - window_eval_seconds);
-    run_dir.metrics().append(format_metrics_json(r));
+    if (run_dir) {
+      run_dir->metrics().append(format_metrics_json(r));
+      if (!routing.empty()) run_dir->expert_load().append(format_expert_load_json(step, routing));
+    }
     if (step == 1 || last || r.has_val_loss || step % c.log.every == 0) {
       out << format_progress_line(r) << "\n" << std::flush;
       window_start = Clock::now();
       window_tokens = 0;
       window_eval_seconds = 0;
     }
-    if (step == 1) summary.first_loss = loss;
-    summary.last_loss = loss;
+    if (step == 1) summary.first_loss = r.loss;
+    summary.last_loss = r.loss;
     summary.steps = step;
     summary.tokens = r.tokens;
+  }
+  if (!options.save_params_dir.empty()) {
+    save_params(options.save_params_dir, g.rank(), model.parameters());
   }
   summary.seconds = seconds_since(start);
   out << "done: " << summary.steps << " steps, " << format_count(static_cast<double>(summary.tokens))
       << " tokens in " << format_duration(summary.seconds) << "; loss " << summary.first_loss
       << " -> " << summary.last_loss;
   if (summary.has_val_loss) out << ", val " << summary.last_val_loss;
-  out << "\nmetrics: " << run_dir.metrics().path() << "\n";
+  if (run_dir) out << "\nmetrics: " << run_dir->metrics().path();
+  out << "\n";
   return summary;
 }
 

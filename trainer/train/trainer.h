@@ -1,13 +1,19 @@
 #pragma once
 // The training loop: config → data → model → AdamW, one optimizer step at a time, with the
-// progress line, metrics.jsonl and periodic validation.
+// progress line, metrics.jsonl and periodic validation; on one process or on many (data and
+// expert parallelism, ZeRO-1), where every rank runs this same function.
 #include <cstdint>
 #include <iosfwd>
+#include <string>
 
-#include "parallel/runtime.h"
+#include "parallel/process_groups.h"
 #include "trainer/config/config.h"
 
 namespace baleine::train {
+
+struct TrainOptions {
+  std::string save_params_dir;  // --save-params: every rank writes its parameters at the end
+};
 
 struct TrainSummary {
   int64_t steps = 0;
@@ -19,8 +25,9 @@ struct TrainSummary {
   double seconds = 0;
 };
 
-// Throws UserError for bad input discovered while setting up (data, run dir).
-TrainSummary train(const config::RunConfig& config, const parallel::ProcessInfo& process,
-                   std::ostream& out);
+// Throws UserError for bad input discovered while setting up (data, run dir). Only `out` of
+// rank 0 should be a terminal; the other ranks' output is discarded by the caller.
+TrainSummary train(const config::RunConfig& config, parallel::ProcessGroups& groups,
+                   const TrainOptions& options, std::ostream& out);
 
 }  // namespace baleine::train

@@ -1,0 +1,27 @@
+#pragma once
+// The topology of a run and the communication groups cut from the world to match it:
+// data-parallel (dp), expert-parallel (ep) and expert-data-parallel (expert_dp).
+#include <memory>
+
+#include "parallel/comm.h"
+#include "parallel/runtime.h"
+#include "parallel/topology.h"
+#include "trainer/config/config.h"
+
+namespace baleine::parallel {
+
+struct ProcessGroups {
+  ProcessInfo process;
+  Topology topology;
+  std::unique_ptr<Comm> world, dp, ep, expert_dp;
+
+  // Validates the world against the config (UserError, exit 2) and splits the groups; every
+  // rank must call it. ranks_per_node: parallel.ranks_per_node, or MPI's node size when 0.
+  static ProcessGroups create(const config::RunConfig& config, const ProcessInfo& process);
+
+  int rank() const { return process.rank; }
+  bool is_root() const { return process.rank == 0; }
+  const RankPlacement& placement() const { return topology.placement(process.rank); }
+};
+
+}  // namespace baleine::parallel

@@ -1,0 +1,51 @@
+#pragma once
+// Gradient reduction for data parallelism, over the two regions of a ParameterStore:
+//   replicated parameters: summed over the data-parallel group;
+//   routed experts:        summed over the expert-data-parallel group (the ranks holding the
+//                          same experts; their tokens already came from the whole EP group).
+// Both are then divided by dp, so the result is the gradient of the mean loss over the global
+// batch. Either all-reduced in buckets (each rank keeps full gradients) or, for ZeRO-1,
+// reduce-scattered so each rank keeps only the shard it updates.
+#include <cstdint>
+#include <vector>
+
+#include "parallel/comm.h"
+#include "trainer/model/parameters.h"
+
+namespace baleine::optim {
+
+struct DataParallelGroups {
+  parallel::Comm* dp = nullptr;         // nullptr = single data-parallel rank
+  parallel::Comm* ep = nullptr;
+  parallel::Comm* expert_dp = nullptr;
+  double bucket_mb = 25.0;
+};
+
+// The part of one region that this rank updates under ZeRO-1: [begin, end) in region
+// coordinates; the region is padded to size·shard elements so every rank's shard is equal.
+struct Shard {
+  model::Region region;
+  parallel::Comm* group = nullptr;
+  int64_t shard = 0;   // elements per rank
+  int64_t begin = 0;   // this rank's first element, relative to region.offset
+  int64_t end() const { return begin + shard; }
+};
+
+Shard make_shard(const model::Region& region, parallel::Comm* group);
+
+// All-reduce (sum) `data` over `group` in buckets of at most bucket_elements.
+void allreduce_in_buckets(parallel::Comm* group, float* data, int64_t count,
+                          int64_t bucket_elements);
+
+// Replicated gradients over dp and expert gradients over expert_dp, then × 1/dp.
+void average_gradients(model::ParameterStore<float>& params, const DataParallelGroups& groups);
+
+// ZeRO-1: reduce-scatter the region's gradients over shard.group into `out` (the shard's
+// averaged gradients, shard.shard elements).
+void reduce_scatter_gradients(const model::ParameterStore<float>& params, const Shard& shard,
+                              int64_t dp_size, std::vector<float>& padded, std::vector<float>& out);
+// ZeRO-1: all-gather the updated shards of a region back into every rank's parameters.
+void allgather_parameters(model::ParameterStore<float>& params, const Shard& shard,
+                          const float* shard_values, std::vector<float>& padded);
+
+}  // namespace baleine::optim
