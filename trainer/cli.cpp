@@ -1,5 +1,8 @@
 #include "trainer/cli.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -98,6 +101,11 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
 
   parallel::MpiRuntime mpi(argc, argv);
   const auto& process = mpi.info();
+  // Ranks sharing a node share its cores: without OMP_NUM_THREADS, give each rank its share,
+  // so that 4 ranks on 2 cores do not run 8 spinning OpenMP threads.
+  if (!std::getenv("OMP_NUM_THREADS") && process.local_size > 1) {
+    omp_set_num_threads(std::max(1, omp_get_num_procs() / process.local_size));
+  }
   try {
     const config::RunConfig config = config::load_config(config_path, overrides);
     auto groups = parallel::ProcessGroups::create(config, process);

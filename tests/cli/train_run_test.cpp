@@ -57,6 +57,7 @@ TEST_F(TrainRun, LossFallsAndRunFilesAreWritten) {
     EXPECT_FALSE(std::isnan(json_number(metrics[10], key))) << key << " in " << metrics[10];
   }
   EXPECT_FALSE(std::isnan(json_number(metrics[9], "val_loss"))) << metrics[9];  // eval_every 10
+  EXPECT_NE(metrics[10].find("\"expert_load\":[["), std::string::npos) << metrics[10];
   EXPECT_EQ(json_number(metrics[59], "tokens"), 60.0 * 8 * 32);
 
   // Routing per step and MoE layer: dropless, so the loads add up to tokens x top_k.

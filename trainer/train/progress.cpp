@@ -57,6 +57,17 @@ std::string format_metrics_json(const StepRecord& r) {
     json += printf_string(",\"expert_imbalance\":%.4f,\"aux_loss\":%.6e", r.expert_imbalance,
                           r.aux_loss);
   }
+  if (!r.expert_load.empty()) {
+    json += ",\"expert_load\":[";
+    for (size_t l = 0; l < r.expert_load.size(); ++l) {
+      json += l ? ",[" : "[";
+      for (size_t e = 0; e < r.expert_load[l].size(); ++e) {
+        json += (e ? "," : "") + std::to_string(r.expert_load[l][e]);
+      }
+      json += "]";
+    }
+    json += "]";
+  }
   if (!r.dispatch_rows_per_rank.empty()) {
     json += ",\"dispatch_rows_per_rank\":[";
     for (size_t i = 0; i < r.dispatch_rows_per_rank.size(); ++i) {

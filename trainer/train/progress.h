@@ -22,6 +22,7 @@ struct StepRecord {
   double eta_s = 0;
   bool has_moe = false;
   double expert_imbalance = 1;  // max over MoE layers of (max load / mean load) in this step
+  std::vector<std::vector<int64_t>> expert_load;  // tokens per expert, per MoE layer, this step
   // Expert parallelism: rows each world rank's experts received in the step's all-to-alls
   // (all MoE layers and micro-batches); empty without EP.
   std::vector<int64_t> dispatch_rows_per_rank;

@@ -80,7 +80,8 @@ void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroup
                         const data::TokenDataset& train, const data::TokenDataset* val,
                         const std::string& run_dir, std::ostream& out) {
   out << g.topology.describe();
-  out << "device: cpu, " << omp_get_max_threads() << " OpenMP threads per rank\n";
+  out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank ("
+      << omp_get_num_procs() << " cores, " << g.process.local_size << " rank(s) on this node)\n";
   out << "model: " << format_count(static_cast<double>(counts.total)) << " parameters ("
       << format_count(static_cast<double>(counts.active)) << " active per token; "
       << format_count(static_cast<double>(counts.on_this_rank)) << " on rank 0), "
@@ -197,6 +198,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
                          loads.begin() + static_cast<int64_t>(i + 1) * e});
       const double imbalance = moe->load_imbalance();
       r.expert_imbalance = std::max(r.expert_imbalance, imbalance);
+      r.expert_load.push_back(moe->load());
       routing.push_back({c.model.dense_layers + static_cast<int64_t>(i), moe->load(), moe->bias(),
                          imbalance});
       moe->update_bias(c.model.moe.bias_update_speed);  // also resets the load counters
