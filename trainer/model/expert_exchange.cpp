@@ -23,7 +23,7 @@ ExpertExchange<T>::ExpertExchange(parallel::Comm* group, int64_t experts, int64_
                                 " experts do not split over " + std::to_string(peers) + " ranks");
   }
   local_experts_ = experts / peers;
-  local_offsets_.assign(local_experts_ + 1, 0);
+  segments_.assign(static_cast<size_t>(local_experts_), {});
   for (auto* v : {&send_rows_, &recv_rows_, &send_counts_, &send_offsets_, &recv_counts_,
                   &recv_offsets_}) {
     v->assign(peers, 0);
@@ -36,7 +36,9 @@ template <typename T>
 void ExpertExchange<T>::plan(const int32_t* expert_offsets) {
   sent_rows_ = expert_offsets[experts_];
   if (is_local()) {
-    for (int64_t e = 0; e <= experts_; ++e) local_offsets_[e] = expert_offsets[e];
+    for (int64_t e = 0; e < experts_; ++e) {
+      segments_[e].assign(1, {expert_offsets[e], expert_offsets[e + 1] - expert_offsets[e]});
+    }
     received_rows_ = sent_rows_;
     return;
   }
@@ -58,54 +60,33 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets) {
   }
   received_rows_ = recv_at / std::max<int64_t>(dim_, 1);
 
-  // Expert-major layout: expert j's rows are source 0's, then source 1's, ...
-  local_offsets_[0] = 0;
-  for (int64_t j = 0; j < le; ++j) {
-    int64_t rows = 0;
-    for (int64_t p = 0; p < peers; ++p) rows += counts_from_[p * le + j];
-    local_offsets_[j + 1] = local_offsets_[j] + rows;
-  }
-  blocks_.clear();
-  std::vector<int64_t> next_in_expert(local_offsets_.begin(), local_offsets_.end() - 1);
-  int64_t source_row = 0;
+  // Received rows are source-major; inside a source's block they are sorted by expert.
+  for (auto& segments : segments_) segments.clear();
+  int64_t row = 0;
   for (int64_t p = 0; p < peers; ++p) {
     for (int64_t j = 0; j < le; ++j) {
       const int64_t rows = counts_from_[p * le + j];
-      if (rows > 0) blocks_.push_back({source_row, next_in_expert[j], rows});
-      source_row += rows;
-      next_in_expert[j] += rows;
+      if (rows > 0) segments_[j].push_back({row, rows});
+      row += rows;
     }
-  }
-}
-
-template <typename T>
-void ExpertExchange<T>::rearrange(const T* from, T* to, bool to_expert_major) const {
-  for (const Block& b : blocks_) {
-    const int64_t src = (to_expert_major ? b.source_major : b.expert_major) * dim_;
-    const int64_t dst = (to_expert_major ? b.expert_major : b.source_major) * dim_;
-    std::copy_n(from + src, b.rows * dim_, to + dst);
   }
 }
 
 template <typename T>
 const T* ExpertExchange<T>::dispatch(const T* rows, std::vector<T>& out) {
   if (is_local()) return rows;
-  staging_.resize(static_cast<size_t>(std::max<int64_t>(received_rows_ * dim_, 1)));
   out.resize(static_cast<size_t>(std::max<int64_t>(received_rows_ * dim_, 1)));
-  group_->alltoallv(rows, send_counts_.data(), send_offsets_.data(), staging_.data(),
+  group_->alltoallv(rows, send_counts_.data(), send_offsets_.data(), out.data(),
                     recv_counts_.data(), recv_offsets_.data(), dtype_of<T>());
-  rearrange(staging_.data(), out.data(), /*to_expert_major=*/true);
   return out.data();
 }
 
 template <typename T>
 const T* ExpertExchange<T>::combine(const T* local, std::vector<T>& out) {
   if (is_local()) return local;
-  staging_.resize(static_cast<size_t>(std::max<int64_t>(received_rows_ * dim_, 1)));
   out.resize(static_cast<size_t>(std::max<int64_t>(sent_rows_ * dim_, 1)));
-  rearrange(local, staging_.data(), /*to_expert_major=*/false);
   // The reverse exchange: what was received from peer p goes back to p.
-  group_->alltoallv(staging_.data(), recv_counts_.data(), recv_offsets_.data(), out.data(),
+  group_->alltoallv(local, recv_counts_.data(), recv_offsets_.data(), out.data(),
                     send_counts_.data(), send_offsets_.data(), dtype_of<T>());
   return out.data();
 }

@@ -67,16 +67,17 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   // Dispatch: rows travel to the ranks holding their experts.
   exchange_.plan(offsets_.data());
   local_x_ = exchange_.dispatch(xe_.data(), local_x_buffer_);
-  const auto& lo = exchange_.local_offsets();
   const int64_t local_rows = exchange_.local_rows();
   local_y_.resize(std::max<int64_t>(local_rows * d, 1));
   expert_scratch_.resize(std::max<int64_t>(local_rows, 1), w);
   for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
-    const int64_t r0 = lo[j], r1 = lo[j + 1];
-    swiglu_mlp_forward(local_x_ + r0 * d, local_y_.data() + r0 * d, r1 - r0, d, w,
-                       store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
-                       store_.value(expert_w2_[j]), expert_scratch_.a.data() + r0 * w,
-                       expert_scratch_.b.data() + r0 * w, expert_scratch_.h.data() + r0 * w);
+    for (const auto& seg : exchange_.segments(j)) {
+      const int64_t r0 = seg.first_row;
+      swiglu_mlp_forward(local_x_ + r0 * d, local_y_.data() + r0 * d, seg.rows, d, w,
+                         store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
+                         store_.value(expert_w2_[j]), expert_scratch_.a.data() + r0 * w,
+                         expert_scratch_.b.data() + r0 * w, expert_scratch_.h.data() + r0 * w);
+    }
   }
   // Combine: outputs return to the token's rank, weighted in a fixed (token, slot) order.
   ye_ = exchange_.combine(local_y_.data(), ye_buffer_);
@@ -104,17 +105,19 @@ void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T a
   // The output gradients take the dispatch path to the experts, the input gradients the
   // combine path back.
   const T* dlocal_y = exchange_.dispatch(dye_.data(), dlocal_y_buffer_);
-  const auto& lo = exchange_.local_offsets();
   dlocal_x_.resize(std::max<int64_t>(exchange_.local_rows() * d, 1));
   for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
-    const int64_t r0 = lo[j], r1 = lo[j + 1];
-    swiglu_mlp_backward(dlocal_y + r0 * d, local_x_ + r0 * d, dlocal_x_.data() + r0 * d, r1 - r0,
-                        d, w, store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
-                        store_.value(expert_w2_[j]), expert_scratch_.a.data() + r0 * w,
-                        expert_scratch_.b.data() + r0 * w, expert_scratch_.h.data() + r0 * w,
-                        store_.grad(expert_w1_[j]), store_.grad(expert_w3_[j]),
-                        store_.grad(expert_w2_[j]), expert_scratch_.da.data() + r0 * w,
-                        expert_scratch_.db.data() + r0 * w, expert_scratch_.dh.data() + r0 * w);
+    for (const auto& seg : exchange_.segments(j)) {
+      const int64_t r0 = seg.first_row;
+      swiglu_mlp_backward(dlocal_y + r0 * d, local_x_ + r0 * d, dlocal_x_.data() + r0 * d,
+                          seg.rows, d, w, store_.value(expert_w1_[j]),
+                          store_.value(expert_w3_[j]), store_.value(expert_w2_[j]),
+                          expert_scratch_.a.data() + r0 * w, expert_scratch_.b.data() + r0 * w,
+                          expert_scratch_.h.data() + r0 * w, store_.grad(expert_w1_[j]),
+                          store_.grad(expert_w3_[j]), store_.grad(expert_w2_[j]),
+                          expert_scratch_.da.data() + r0 * w, expert_scratch_.db.data() + r0 * w,
+                          expert_scratch_.dh.data() + r0 * w);
+    }
   }
   const T* dxe = exchange_.combine(dlocal_x_.data(), dxe_buffer_);
   k::permute_tokens_backward(dxe, row_token_.data(), dx, rows, n, d);
