@@ -21,15 +21,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Polling schedule. Most CPU collectives finish within tens of microseconds: spinning that
-// long costs nothing and adds no latency. Then yield the core (ranks are often oversubscribed
-// on CI machines, and a spinning rank steals time from the one it waits for); after a
-// millisecond, sleep ~50 µs between polls so an idle wait does not burn a core. A wait that
-// has already lasted 100 ms (a rank loading data, a slow peer) polls every 0.5 ms: that adds at
-// most 0.5 % to its latency and makes a long wait nearly free (measured: 50 µs sleeps alone
-// still cost ~13 % of a core while waiting, because each poll also drives MPI progress).
+// long costs nothing and adds no latency. Then yield the core between polls (ranks are often
+// oversubscribed on CI machines, and a spinning rank steals time from the one it waits for;
+// sched_yield returns at once when nobody else wants the core). Polls must stay frequent while
+// data moves: without an asynchronous progress thread, Open MPI advances a large non-blocking
+// transfer only inside MPI_Test, one fragment at a time, and sleeping 50 µs between polls made
+// an 8 MB alltoallv 2-3x slower than the bare call (bench/dispatch_bench.cpp). Only a wait that
+// has already lasted 100 ms (a slow peer, a rank loading data) sleeps between polls: 50 µs,
+// then 0.5 ms after a second, so a long idle wait costs almost nothing.
 constexpr auto kSpinFor = std::chrono::microseconds(50);
-constexpr auto kYieldFor = std::chrono::milliseconds(1);
-constexpr auto kShortSleepsFor = std::chrono::milliseconds(100);
+constexpr auto kYieldFor = std::chrono::milliseconds(100);
+constexpr auto kShortSleepsFor = std::chrono::milliseconds(1000);
 constexpr long kShortSleepNanoseconds = 50'000;
 constexpr long kLongSleepNanoseconds = 500'000;
 
