@@ -51,19 +51,17 @@ std::map<std::string, std::vector<double>> gradients_by_name(ParameterStore<doub
   return out;
 }
 
-TEST(ExpertParallel, MatchesTheFullModelOnEveryRank) {
-  Fixture f;
-  const int ranks = f.world->size(), me = f.world->rank();
-  const int64_t experts = 8;
+// Runs the comparison with the given routing bias (the same on every rank).
+void expect_sharded_matches_full_model(parallel::Comm& world, const std::vector<double>& bias) {
+  const int ranks = world.size(), me = world.rank();
+  const int64_t experts = static_cast<int64_t>(bias.size());
   ASSERT_EQ(experts % ranks, 0);
   const auto m = tiny(experts);
   ModelParallelism par;
-  par.ep_group = f.world.get();
+  par.ep_group = &world;
   par.expert_begin = me * (experts / ranks);
   Model<double> sharded(m, 77, par);
   Model<double> reference(m, 77);
-  // A non-zero bias, the same everywhere, so selection is not trivially balanced.
-  const auto bias = random_vector(experts, 5, 0.3);
   for (auto* model : {&sharded, &reference}) {
     for (auto* moe : model->moe_layers()) moe->bias().assign(bias.begin(), bias.end());
   }
@@ -113,8 +111,23 @@ TEST(ExpertParallel, MatchesTheFullModelOnEveryRank) {
   int64_t received = 0;
   for (auto* moe : sharded.moe_layers()) received += moe->rows_received();
   int64_t total_received = received;
-  f.world->allreduce_sum(&total_received, 1, parallel::DType::kInt64);
+  world.allreduce_sum(&total_received, 1, parallel::DType::kInt64);
   EXPECT_EQ(total_received, int64_t{ranks} * shape.tokens() * m.moe.top_k * 2);  // 2 MoE layers
+}
+
+TEST(ExpertParallel, MatchesTheFullModelOnEveryRank) {
+  Fixture f;
+  // A non-zero bias, the same everywhere, so selection is not trivially balanced.
+  expect_sharded_matches_full_model(*f.world, random_vector(8, 5, 0.3));
+}
+
+TEST(ExpertParallel, RanksWhoseExpertsReceiveNoTokensAreANormalCase) {
+  Fixture f;
+  // A bias of +100 on experts 0 and 1 (both on rank 0) sends every token there: the other
+  // ranks' experts receive zero rows, and their gradients must be exactly zero.
+  std::vector<double> bias(8, 0.0);
+  bias[0] = bias[1] = 100.0;
+  expect_sharded_matches_full_model(*f.world, bias);
 }
 
 TEST(ExpertParallel, BitwiseDeterministicRunToRun) {

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <thread>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -80,8 +81,18 @@ void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroup
                         const data::TokenDataset& train, const data::TokenDataset* val,
                         const std::string& run_dir, std::ostream& out) {
   out << g.topology.describe();
-  out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank ("
-      << omp_get_num_procs() << " cores, " << g.process.local_size << " rank(s) on this node)\n";
+  const int usable = omp_get_num_procs();  // cores this process may run on (its affinity)
+  const auto online = static_cast<int>(std::thread::hardware_concurrency());
+  out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank (" << usable
+      << " of " << online << " cores usable by rank 0, " << g.process.local_size
+      << " rank(s) on this node)\n";
+  if (usable * g.process.local_size < online) {
+    // mpirun binds each rank to one core by default when it starts 2 or fewer ranks.
+    out << "note: the ranks of this node can use only " << usable * g.process.local_size
+        << " of its " << online << " cores; the launcher is binding them (Open MPI: add "
+        << "--bind-to none, or --map-by slot:PE=" << std::max(1, online / g.process.local_size)
+        << ")\n";
+  }
   out << "model: " << format_count(static_cast<double>(counts.total)) << " parameters ("
       << format_count(static_cast<double>(counts.active)) << " active per token; "
       << format_count(static_cast<double>(counts.on_this_rank)) << " on rank 0), "
