@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace baleine::parallel {
@@ -65,6 +66,26 @@ class Comm {
   // Collective over this group: members passing the same color form one new group, ordered
   // by key (then by rank here). The new group inherits the timeout.
   virtual std::unique_ptr<Comm> split(int color, int key, const std::string& name) = 0;
+};
+
+// What every implementation keeps about its group, behind Comm's identity accessors. An
+// implementation sets rank_, size_ and world_ranks_ in its constructor and increments
+// sequence_ once per collective.
+class CommGroupState : public Comm {
+ public:
+  const std::string& name() const override { return name_; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::vector<int>& world_ranks() const override { return world_ranks_; }
+  uint64_t sequence() const override { return sequence_; }
+
+ protected:
+  explicit CommGroupState(std::string name) : name_(std::move(name)) {}
+  std::string name_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::vector<int> world_ranks_;
+  uint64_t sequence_ = 0;
 };
 
 // The world group over MPI_COMM_WORLD, on host memory. MPI must be initialised (MpiRuntime).

@@ -98,11 +98,11 @@ class MpiRequest final : public Request {
   MPI_Request request_ = MPI_REQUEST_NULL;
 };
 
-class MpiComm final : public Comm {
+class MpiComm final : public CommGroupState {
  public:
   // Takes ownership of `comm` (freed on destruction).
   MpiComm(MPI_Comm comm, std::string name, double timeout_s)
-      : comm_(comm), name_(std::move(name)), timeout_s_(timeout_s) {
+      : CommGroupState(std::move(name)), comm_(comm), timeout_s_(timeout_s) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
     MPI_Group group, world;
@@ -125,12 +125,6 @@ class MpiComm final : public Comm {
 
   MpiComm(const MpiComm&) = delete;
   MpiComm& operator=(const MpiComm&) = delete;
-
-  const std::string& name() const override { return name_; }
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  const std::vector<int>& world_ranks() const override { return world_ranks_; }
-  uint64_t sequence() const override { return sequence_; }
 
   void allreduce_sum(void* data, int64_t count, DType type) override {
     const int n = mpi_count(count, "count", "allreduce");
@@ -290,12 +284,7 @@ class MpiComm final : public Comm {
   }
 
   MPI_Comm comm_;
-  std::string name_;
   double timeout_s_;
-  int rank_ = 0;
-  int size_ = 1;
-  std::vector<int> world_ranks_;
-  uint64_t sequence_ = 0;
   std::unique_ptr<Watchdog> watchdog_;
 };
 

@@ -104,12 +104,12 @@ class NcclRequest final : public Request {
   uint64_t sequence_;
 };
 
-class NcclComm final : public Comm {
+class NcclComm final : public CommGroupState {
  public:
   // Takes ownership of `group` (an MPI communicator with the same members in the same order as
   // `comm`) and of `comm`.
   NcclComm(std::string name, MPI_Comm group, ncclComm_t comm, int device, double timeout_s)
-      : name_(std::move(name)), group_(group), comm_(comm), device_(device),
+      : CommGroupState(std::move(name)), group_(group), comm_(comm), device_(device),
         timeout_s_(timeout_s) {
     MPI_Comm_rank(group_, &rank_);
     MPI_Comm_size(group_, &size_);
@@ -154,12 +154,6 @@ class NcclComm final : public Comm {
   }
   NcclComm(const NcclComm&) = delete;
   NcclComm& operator=(const NcclComm&) = delete;
-
-  const std::string& name() const override { return name_; }
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  const std::vector<int>& world_ranks() const override { return world_ranks_; }
-  uint64_t sequence() const override { return sequence_; }
 
   void allreduce_sum(void* data, int64_t count, DType type) override {
     const NcclElement element = summable_element(type, "allreduce_sum");
@@ -334,14 +328,11 @@ class NcclComm final : public Comm {
     wait_for_completion(operation, number);
   }
 
-  std::string name_;
   MPI_Comm group_;
   ncclComm_t comm_;
   int device_;
   double timeout_s_;
-  int rank_ = 0, size_ = 1, world_rank_ = 0;
-  std::vector<int> world_ranks_;
-  uint64_t sequence_ = 0;
+  int world_rank_ = 0;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t inputs_ready_ = nullptr;  // recorded on the default stream before each operation
   cudaEvent_t done_ = nullptr;          // recorded after each blocking operation
