@@ -13,6 +13,12 @@ struct ProcessInfo {
   std::string host;
 };
 
+// The GPU a rank drives: ranks map to a node's GPUs by local rank (round-robin when there are
+// more ranks than GPUs, which NCCL cannot use: one rank per GPU). -1 without GPUs.
+inline int gpu_for_local_rank(int local_rank, int gpus_on_node) {
+  return gpus_on_node > 0 ? local_rank % gpus_on_node : -1;
+}
+
 // Owns MPI initialisation and finalisation for the program's lifetime.
 class MpiRuntime {
  public:

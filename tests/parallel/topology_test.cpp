@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "parallel/runtime.h"
 #include "parallel/topology.h"
 #include "trainer/errors.h"
 
@@ -98,6 +99,19 @@ TEST(Topology, DescribeListsEveryRank) {
                       "(expert-dp [1,3])"),
             std::string::npos)
       << text;
+}
+
+}  // namespace
+}  // namespace baleine::parallel
+
+namespace baleine::parallel {
+namespace {
+
+TEST(GpuMapping, RanksMapToTheNodesGpusByLocalRank) {
+  EXPECT_EQ(gpu_for_local_rank(0, 8), 0);
+  EXPECT_EQ(gpu_for_local_rank(7, 8), 7);
+  EXPECT_EQ(gpu_for_local_rank(9, 8), 1);
+  EXPECT_EQ(gpu_for_local_rank(3, 0), -1);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <ostream>
 #include <vector>
 
+#include "kernels/device.h"
 #include "trainer/data/dataset.h"
 #include "trainer/errors.h"
 #include "trainer/model/model.h"
@@ -86,6 +87,12 @@ void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroup
   out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank (" << usable
       << " of " << online << " cores usable by rank 0, " << g.process.local_size
       << " rank(s) on this node)\n";
+  const int gpus = static_cast<int>(kernels::cuda_devices().size());
+  if (gpus > 0) {
+    out << "note: " << gpus << " GPU(s) on this node (rank 0 maps to GPU "
+        << parallel::gpu_for_local_rank(g.process.local_rank, gpus)
+        << " by local rank); training still runs on the CPU until the CUDA ops land\n";
+  }
   if (usable * g.process.local_size < online) {
     // mpirun binds each rank to one core by default when it starts 2 or fewer ranks.
     out << "note: the ranks of this node can use only " << usable * g.process.local_size
