@@ -117,6 +117,12 @@ TEST_F(BadInput, InvalidParallelLayoutShowsTheArithmetic) {
   expect_invalid(r, "parallel.ep (4) must divide parallel.dp (2): 2 % 4 = 2");
 }
 
+TEST_F(BadInput, PipelineTrainingSaysItIsNotThereYet) {
+  const auto r = train_with(tiny_config(data_, dir_ + "/run"), "--set parallel.pp=2");
+  expect_invalid(r, "training with pipeline parallelism is not implemented yet");
+  expect_invalid(r, "--set parallel.pp=2");
+}
+
 TEST_F(BadInput, MpiWorldThatDoesNotMatchTheLayoutShowsTheArithmetic) {
   write_text(dir_ + "/two.yaml", tiny_config(data_, dir_ + "/run"));
   const auto r = run_baleine("train " + dir_ + "/two.yaml",

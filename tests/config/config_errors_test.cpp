@@ -90,7 +90,7 @@ TEST(ConfigKeyErrors, UnknownSectionAndMisplacedKeys) {
 TEST(ConfigKeyErrors, NoGuessForAFarOffKeyButTheKnownKeysAreListed) {
   const UserError error = load_error(with("parallel:\n  zzzzzz: 1\n"));
   expect_error(error, "q.yaml:4", "parallel.zzzzzz", "unknown key",
-               "Known keys in parallel: pp, dp, ep");
+               "Known keys in parallel: pp, schedule, dp, ep");
   EXPECT_EQ(error.hint().find("did you mean"), std::string::npos) << error.hint();
 }
 
@@ -196,8 +196,9 @@ const RangeCase kRangeCases[] = {
     {"train.adamw.beta2", "-0.1", "must be in [0, 1), got -0.1", ""},
     {"train.adamw.eps", "0", "must be > 0", ""},
     {"train.adamw.weight_decay", "-0.1", "must be >= 0", ""},
-    {"parallel.pp", "2", "must be 1 for now, got 2",
-     "pipeline parallelism lands with the pipeline issue; set parallel.pp: 1"},
+    {"parallel.pp", "0", "must be >= 1, got 0", ""},
+    {"parallel.schedule", "dualpip", "unknown value 'dualpip'",
+     "did you mean 'dualpipe'? Choose one of: 1f1b, dualpipe, dualpipev"},
     {"parallel.dp", "0", "must be >= 1, got 0", ""},
     {"parallel.ep", "0", "must be >= 1, got 0", ""},
     {"parallel.ep", "3", "parallel.ep (3) must divide parallel.dp (1): 1 % 3 = 1", ""},
@@ -259,6 +260,18 @@ TEST(ConfigCrossFieldErrors, ParallelLayoutShowsTheArithmetic) {
                "q.yaml:6", "model.moe.max_groups_per_token",
                "model.moe.top_k (3) exceeds the experts a token can reach: max_groups_per_token "
                "x experts per group = 1 x 2 = 2");
+}
+
+TEST(ConfigCrossFieldErrors, PipelineShapeShowsTheArithmetic) {
+  expect_error(load_error(with("parallel:\n  pp: 3\n  schedule: dualpipe\n")), "q.yaml:4",
+               "parallel.pp", "DualPipe needs an even number of pipeline ranks, got 3");
+  // Default batch: global 8, micro 8 -> 1 micro-batch.
+  expect_error(load_error(with("parallel:\n  pp: 2\n  schedule: dualpipev\n")), "q.yaml:4",
+               "parallel.pp", "dualpipev needs at least 2 x parallel.pp = 4 micro-batches per "
+               "step, got global_batch / (micro_batch x dp) = 8 / (8 x 1) = 1");
+  expect_error(load_error(with("model:\n  layers: 3\nparallel:\n  pp: 4\n")), "q.yaml:4",
+               "model.layers", "model.layers (3) must be >= the 4 pipeline stages of 1f1b on 4 "
+               "ranks");
 }
 
 TEST(ConfigCrossFieldErrors, GlobalBatchMustBeWholeMicroBatches) {

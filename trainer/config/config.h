@@ -86,7 +86,8 @@ struct TrainSection {
 };
 
 struct ParallelSection {
-  int64_t pp = 1;                    // pipeline stages (must be 1 until the pipeline issue)
+  int64_t pp = 1;                    // pipeline ranks (training needs 1 until the executor lands)
+  std::string schedule = "1f1b";     // 1f1b | dualpipe | dualpipev (see parallel/schedule.h)
   int64_t dp = 1;                    // data-parallel ranks per stage; world = pp × dp
   int64_t ep = 1;                    // expert-parallel group size; divides dp
   int64_t zero = 0;                  // 1 = ZeRO-1: optimizer states sharded over dp

@@ -57,6 +57,7 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("train.adamw.weight_decay", c.train.adamw.weight_decay);
 
   visit("parallel.pp", c.parallel.pp);
+  visit("parallel.schedule", c.parallel.schedule);
   visit("parallel.dp", c.parallel.dp);
   visit("parallel.ep", c.parallel.ep);
   visit("parallel.zero", c.parallel.zero);

@@ -204,10 +204,8 @@ void check_train(const TrainSection& t, const Rules& rules) {
 
 void check_parallel(const RunConfig& c, const Rules& rules) {
   const ParallelSection& p = c.parallel;
-  if (p.pp != 1) {
-    rules.fail("parallel.pp", "must be 1 for now, got " + text(p.pp),
-               "pipeline parallelism lands with the pipeline issue; set parallel.pp: 1");
-  }
+  rules.at_least("parallel.pp", p.pp, 1);
+  rules.one_of("parallel.schedule", p.schedule, {"1f1b", "dualpipe", "dualpipev"});
   rules.at_least("parallel.dp", p.dp, 1);
   rules.at_least("parallel.ep", p.ep, 1);
   if (p.dp % p.ep != 0) {
@@ -232,6 +230,35 @@ void check_parallel(const RunConfig& c, const Rules& rules) {
   rules.positive("parallel.bucket_mb", p.bucket_mb);
   rules.positive("parallel.timeout_s", p.timeout_s);
   rules.at_least("parallel.ranks_per_node", p.ranks_per_node, 0, "0 takes the node size from MPI");
+}
+
+// Pipeline shape (after check_batch, so the micro-batch count is whole). DualPipe runs two
+// pipelines, one from each end, over pp ranks; DualPipeV folds 2·pp stages into a V over pp
+// ranks; both need enough micro-batches to fill their warm-up from both ends (DualPipe README).
+void check_pipeline(const RunConfig& c, const Rules& rules) {
+  const ParallelSection& p = c.parallel;
+  if (p.pp == 1) return;
+  const int64_t micro_batches = c.grad_accum_steps();
+  const bool dual = p.schedule == "dualpipe" || p.schedule == "dualpipev";
+  const int64_t stages = p.schedule == "dualpipev" ? 2 * p.pp : p.pp;
+  if (p.schedule == "dualpipe" && p.pp % 2 != 0) {
+    rules.fail("parallel.pp", "DualPipe needs an even number of pipeline ranks, got " + text(p.pp),
+               "use parallel.schedule: dualpipev for " + text(p.pp) + " ranks, or an even pp");
+  }
+  if (dual && micro_batches < 2 * p.pp) {
+    rules.fail(rules.key_to_change({"train.global_batch", "train.micro_batch", "parallel.pp"}),
+               p.schedule + " needs at least 2 x parallel.pp = " + text(2 * p.pp) +
+                   " micro-batches per step, got global_batch / (micro_batch x dp) = " +
+                   text(c.train.global_batch) + " / (" + text(c.train.micro_batch) + " x " +
+                   text(p.dp) + ") = " + text(micro_batches),
+               "raise train.global_batch or lower train.micro_batch");
+  }
+  if (c.model.layers < stages) {
+    rules.fail(rules.key_to_change({"model.layers", "parallel.pp"}),
+               "model.layers (" + text(c.model.layers) + ") must be >= the " + text(stages) +
+                   " pipeline stages of " + p.schedule + " on " + text(p.pp) + " ranks",
+               "every stage needs at least one transformer block");
+  }
 }
 
 void check_precision(const PrecisionSection& p, const Rules& rules) {
@@ -272,6 +299,7 @@ void validate(const RunConfig& config, const KeyOrigins& origins) {
   check_precision(config.precision, rules);
   rules.at_least("log.every", config.log.every, 1);
   check_batch(config, rules);
+  check_pipeline(config, rules);
 }
 
 }  // namespace baleine::config
