@@ -15,13 +15,14 @@
 #include "trainer/config/did_you_mean.h"
 #include "trainer/data/prepare.h"
 #include "trainer/errors.h"
+#include "trainer/schedule_command.h"
 #include "trainer/train/trainer.h"
 
 namespace baleine::cli {
 
 namespace {
 
-const std::vector<std::string> kCommands = {"train", "data", "help"};
+const std::vector<std::string> kCommands = {"train", "data", "schedule", "help"};
 
 std::string train_usage() {
   return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]... [--save-params DIR]\n"
@@ -193,6 +194,7 @@ std::string usage() {
          "commands:\n"
          "  train CONFIG.yaml [--set KEY=VALUE]...   train a model (alone or under mpirun/srun)\n"
          "  data prepare --input PATH... --output DIR  tokenize text into token shards\n"
+         "  schedule CONFIG.yaml [--costs F,B,W,FB]    show and simulate the pipeline schedule\n"
          "  help                                       this text\n\n"
          "options: --help, --version\n"
          "Each command takes --help. Exit status: 0 success, 2 invalid input, 1 internal error.\n";
@@ -218,6 +220,7 @@ int run(int argc, char** argv) {
     }
     if (command == "train") return run_train(rest, &argc, &argv);
     if (command == "data") return run_data(rest);
+    if (command == "schedule") return run_schedule(rest);
     throw usage_error("unknown command '" + command + "'",
                       suggestion_hint(command, kCommands, "baleine --help"));
   } catch (const UserError& e) {
