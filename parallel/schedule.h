@@ -38,6 +38,9 @@ enum class OpKind {
   kBackwardWeight,   // W     weight gradient of an earlier BI
   kForwardBackward,  // F&B   forward of (stage, micro_batch) overlapped with the backward
                      //       (full, or input-only when backward_split) of (stage2, micro_batch2)
+  // Transfers are labelled from each end's own point of view: a send names the stage that
+  // PRODUCED the tensor, a recv the stage that CONSUMES it. send-act s2 m0 (rank of s2) pairs
+  // with recv-act s3 m0 (rank of s3); send-grad s3 m0 pairs with recv-grad s2 m0.
   kSendActivation,   // to `peer`: the output of (stage, micro_batch)'s forward
   kRecvActivation,   // from `peer`: the input of (stage, micro_batch)'s forward
   kSendGradient,     // to `peer`: the input gradient computed by (stage, micro_batch)'s backward
@@ -83,6 +86,15 @@ Schedule make_schedule(ScheduleKind kind, int ranks, int micro_batches);
 std::string describe(const Op& op);
 
 // --- simulation ----------------------------------------------------------------------------
+//
+// What the simulator reproduces of the published table (tests/parallel/schedule_formulas_test):
+//   1F1B: bubble (PP−1)(F+B) on every rank, peak activations PP on rank 0.
+//   ZB1P: (PP−1)(F+B−2W) on every rank when W <= B − W and micro_batches >= PP; with a heavier
+//         W it is (PP−1)·F.
+//   DualPipe / DualPipeV: the WORST rank's bubble is (PP/2−1)(F&B+B−3W) and every rank peaks at
+//         PP+1 activations, where PP counts the stages of one model (DualPipeV on D ranks: PP =
+//         2D). The equality is exact when F = B − W (the README figure's proportions); when also
+//         F&B = F + B every rank has that bubble. Other cost ratios give other bubbles.
 
 struct Costs {
   double F = 1.0;
