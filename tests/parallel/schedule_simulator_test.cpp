@@ -5,17 +5,13 @@
 #include <string>
 
 #include "parallel/schedule.h"
+#include "tests/parallel/schedule_test_support.h"
 
 namespace baleine::parallel {
 namespace {
 
 Op op(OpKind kind, int stage, int micro_batch, int peer = -1) {
-  Op o;
-  o.kind = kind;
-  o.stage = StageRef{0, stage};
-  o.micro_batch = micro_batch;
-  o.peer = peer;
-  return o;
+  return schedule_testing::make_op(kind, stage, micro_batch, peer);
 }
 
 Op fused(int stage, int micro_batch, int stage2, int micro_batch2, bool split) {

@@ -15,6 +15,7 @@
 
 #include "parallel/schedule.h"
 #include "parallel/schedule_generators.h"
+#include "tests/parallel/schedule_test_support.h"
 
 namespace baleine::parallel {
 namespace {
@@ -204,13 +205,8 @@ TEST(ScheduleNames, RoundTrip) {
 }
 
 TEST(ScheduleDescribe, EveryOpKind) {
-  auto op = [](OpKind kind, int stage, int micro_batch, int peer = -1) {
-    Op o;
-    o.kind = kind;
-    o.stage = StageRef{0, stage};
-    o.micro_batch = micro_batch;
-    o.peer = peer;
-    return o;
+  const auto op = [](OpKind kind, int stage, int micro_batch, int peer = -1) {
+    return schedule_testing::make_op(kind, stage, micro_batch, peer);
   };
   EXPECT_EQ(describe(op(OpKind::kForward, 0, 3)), "F s0 m3");
   EXPECT_EQ(describe(op(OpKind::kBackward, 2, 1)), "B s2 m1");
