@@ -10,6 +10,7 @@
 
 #include "parallel/schedule.h"
 #include "parallel/schedule_render.h"
+#include "parallel/stage_assignment.h"
 #include "trainer/config/config.h"
 #include "trainer/errors.h"
 #include "trainer/train/run_dir.h"
@@ -98,6 +99,10 @@ int run_schedule(const std::vector<std::string>& args) {
 
   std::cout << "schedule: " << c.parallel.schedule << ", " << ranks << " pipeline rank(s), "
             << micro_batches << " micro-batches per step (per data-parallel replica)\n";
+  std::cout << c.model.layers << " blocks over " << schedule.stages << " stages"
+            << (schedule.directions > 1 ? " (in each direction)" : "") << ":\n"
+            << parallel::describe_assignment(
+                   parallel::assign_layers(c.model.layers, schedule.stages), c.model.layers);
   for (int r = 0; r < ranks; ++r) {
     std::cout << "rank " << r << " holds";
     for (const auto& st : schedule.stages_of_rank[r]) std::cout << " " << stage_text(st, schedule.directions);

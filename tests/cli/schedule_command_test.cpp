@@ -23,6 +23,9 @@ TEST(ScheduleCommand, DualPipeVMatchesThePublishedBubbleAndDrawsTheTimeline) {
   EXPECT_NE(r.output.find("schedule: dualpipev, 4 pipeline rank(s), 8 micro-batches"),
             std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank 0 holds s0 s7"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("8 blocks over 8 stages:\n  stage 0: embedding + blocks 0-0\n"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stage 7: blocks 7-7 + final norm, head, loss"), std::string::npos);
   EXPECT_NE(r.output.find("(PP/2-1)(F&B+B-3W) = 3 x 2 = 6 (PP = 8); simulated, worst rank: 6 "
                           "(equal)"),
             std::string::npos) << r.output;
