@@ -14,6 +14,7 @@
 #include "trainer/config/config.h"
 #include "trainer/config/did_you_mean.h"
 #include "trainer/data/prepare.h"
+#include "trainer/cli_args.h"
 #include "trainer/errors.h"
 #include "trainer/schedule_command.h"
 #include "trainer/train/trainer.h"
@@ -44,24 +45,11 @@ std::string data_usage() {
          "  --shard-tokens N  tokens per shard file (default 100000000)\n";
 }
 
-UserError usage_error(const std::string& what, const std::string& hint) {
-  return UserError("baleine", "", what, hint);
-}
-
 std::string suggestion_hint(const std::string& word, const std::vector<std::string>& known,
                             const std::string& help_command) {
   const std::string guess = config::closest_match(word, known);
   std::string hint = guess.empty() ? "" : "did you mean '" + guess + "'? ";
   return hint + "See '" + help_command + "'.";
-}
-
-// Reads the value of option argv[i] ("--opt VALUE" or "--opt=VALUE").
-std::string option_value(const std::vector<std::string>& args, size_t& i,
-                         const std::string& name) {
-  const std::string& a = args[i];
-  if (a.size() > name.size() && a[name.size()] == '=') return a.substr(name.size() + 1);
-  if (i + 1 >= args.size()) throw usage_error(name + " needs a value", "");
-  return args[++i];
 }
 
 double parse_number(const std::string& text, const std::string& option) {
@@ -82,9 +70,9 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
     if (a == "--help" || a == "-h") {
       std::cout << train_usage();
       return 0;
-    } else if (a.rfind("--set", 0) == 0 && (a.size() == 5 || a[5] == '=')) {
+    } else if (is_option(a, "--set")) {
       overrides.push_back(option_value(args, i, "--set"));
-    } else if (a == "--save-params" || a.rfind("--save-params=", 0) == 0) {
+    } else if (is_option(a, "--save-params")) {
       options.save_params_dir = option_value(args, i, "--save-params");
     } else if (a.rfind("-", 0) == 0) {
       throw usage_error("train: unknown option '" + a + "'",
@@ -149,9 +137,7 @@ int run_data(const std::vector<std::string>& args) {
   data::PrepareOptions options;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const auto is = [&](const std::string& name) {
-      return a == name || a.rfind(name + "=", 0) == 0;
-    };
+    const auto is = [&](const std::string& name) { return is_option(a, name); };
     if (a == "--help" || a == "-h") {
       std::cout << data_usage();
       return 0;

@@ -11,6 +11,7 @@
 #include "parallel/schedule.h"
 #include "parallel/schedule_render.h"
 #include "parallel/stage_assignment.h"
+#include "trainer/cli_args.h"
 #include "trainer/config/config.h"
 #include "trainer/errors.h"
 #include "trainer/train/run_dir.h"
@@ -20,7 +21,7 @@ namespace baleine::cli {
 namespace {
 
 UserError usage_error(const std::string& what) {
-  return UserError("baleine schedule", "", what, "see 'baleine schedule --help'");
+  return cli::usage_error(what, "see 'baleine schedule --help'", "baleine schedule");
 }
 
 parallel::Costs parse_costs(const std::string& text) {
@@ -66,18 +67,16 @@ int run_schedule(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](const std::string& name) {
-      if (a.size() > name.size() && a[name.size()] == '=') return a.substr(name.size() + 1);
-      if (i + 1 >= args.size()) throw usage_error(name + " needs a value");
-      return args[++i];
+      return option_value(args, i, name, "baleine schedule");
     };
     if (a == "--help" || a == "-h") {
       std::cout << schedule_usage();
       return 0;
-    } else if (a == "--set" || a.rfind("--set=", 0) == 0) {
+    } else if (is_option(a, "--set")) {
       overrides.push_back(value("--set"));
-    } else if (a == "--costs" || a.rfind("--costs=", 0) == 0) {
+    } else if (is_option(a, "--costs")) {
       costs = parse_costs(value("--costs"));
-    } else if (a == "--svg" || a.rfind("--svg=", 0) == 0) {
+    } else if (is_option(a, "--svg")) {
       svg_path = value("--svg");
     } else if (a.rfind("-", 0) == 0) {
       throw usage_error("unknown option '" + a + "'");
