@@ -258,6 +258,18 @@ void expert_fractions(const int32_t* chosen, int64_t first, int64_t seq_len, Rou
   for (double& f : fraction) f *= scale;
 }
 
+// One token's score row: its total Z = Σ_e s_e and the f-weighted total Σ_e f_e·s_e.
+template <typename T>
+struct RowSums {
+  double z = 0, weighted = 0;
+  RowSums(const T* row, const std::vector<double>& fraction, int64_t experts) {
+    for (int64_t e = 0; e < experts; ++e) {
+      z += row[e];
+      weighted += fraction[e] * row[e];
+    }
+  }
+};
+
 }  // namespace
 
 template <typename T>
@@ -277,13 +289,8 @@ double seq_balance_loss_forward(const T* scores, const int32_t* chosen, RoutingS
       expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
       double total = 0;
       for (int64_t t = b * seq_len; t < (b + 1) * seq_len; ++t) {
-        const T* row = scores + t * experts;
-        double z = 0, weighted = 0;
-        for (int64_t e = 0; e < experts; ++e) {
-          z += row[e];
-          weighted += fraction[e] * row[e];
-        }
-        total += weighted / z;
+        const RowSums<T> sums(scores + t * experts, fraction, experts);
+        total += sums.weighted / sums.z;
       }
       per_sequence[b] = total / double(seq_len);
     }
@@ -308,13 +315,8 @@ void seq_balance_loss_backward(const T* scores, const int32_t* chosen, RoutingSh
     for (int64_t b = 0; b < sequences; ++b) {
       expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
       for (int64_t t = b * seq_len; t < (b + 1) * seq_len; ++t) {
-        const T* row = scores + t * experts;
-        double z = 0, weighted = 0;
-        for (int64_t e = 0; e < experts; ++e) {
-          z += row[e];
-          weighted += fraction[e] * row[e];
-        }
-        const double mean_fraction = weighted / z;
+        const RowSums<T> sums(scores + t * experts, fraction, experts);
+        const double z = sums.z, mean_fraction = sums.weighted / sums.z;
         T* out = dscores + t * experts;
         for (int64_t e = 0; e < experts; ++e) {
           out[e] += T(scale * (fraction[e] - mean_fraction) / z);

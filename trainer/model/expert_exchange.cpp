@@ -24,8 +24,7 @@ ExpertExchange<T>::ExpertExchange(parallel::Comm* group, int64_t experts, int64_
   }
   local_experts_ = experts / peers;
   segments_.assign(static_cast<size_t>(local_experts_), {});
-  for (auto* v : {&send_rows_, &recv_rows_, &send_counts_, &send_offsets_, &recv_counts_,
-                  &recv_offsets_}) {
+  for (auto* v : {&send_counts_, &send_offsets_, &recv_counts_, &recv_offsets_}) {
     v->assign(peers, 0);
   }
   counts_to_.assign(peers * local_experts_, 0);
@@ -48,12 +47,12 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets) {
 
   int64_t send_at = 0, recv_at = 0;
   for (int64_t p = 0; p < peers; ++p) {
-    send_rows_[p] = expert_offsets[(p + 1) * le] - expert_offsets[p * le];
-    recv_rows_[p] = 0;
-    for (int64_t j = 0; j < le; ++j) recv_rows_[p] += counts_from_[p * le + j];
-    send_counts_[p] = send_rows_[p] * dim_;
+    const int64_t send_rows = expert_offsets[(p + 1) * le] - expert_offsets[p * le];
+    int64_t recv_rows = 0;
+    for (int64_t j = 0; j < le; ++j) recv_rows += counts_from_[p * le + j];
+    send_counts_[p] = send_rows * dim_;
     send_offsets_[p] = send_at;
-    recv_counts_[p] = recv_rows_[p] * dim_;
+    recv_counts_[p] = recv_rows * dim_;
     recv_offsets_[p] = recv_at;
     send_at += send_counts_[p];
     recv_at += recv_counts_[p];

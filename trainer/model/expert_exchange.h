@@ -53,7 +53,6 @@ class ExpertExchange {
   parallel::Comm* group_;
   int64_t experts_, dim_, local_experts_;
   int64_t sent_rows_ = 0, received_rows_ = 0;
-  std::vector<int64_t> send_rows_, recv_rows_;              // per peer, in rows
   std::vector<int64_t> send_counts_, send_offsets_;         // per peer, in elements
   std::vector<int64_t> recv_counts_, recv_offsets_;
   std::vector<int64_t> counts_to_, counts_from_;            // [peer][local expert] rows
