@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   std::vector<float> xe(static_cast<size_t>(rows * dim)), y(static_cast<size_t>(tokens * dim));
   std::vector<float> local, back;
   baleine::model::ExpertExchange<float> exchange(world.get(), experts, dim);
+  baleine::model::ExpertExchange<float>::Plan plan;
 
   const int iterations = 20, warmup = 3;
   std::vector<double> framework, bare;
@@ -89,11 +90,11 @@ int main(int argc, char** argv) {
                                          row_token.data(), assignment_row.data());
     baleine::kernels::permute_tokens_forward(x.data(), row_token.data(), xe.data(), rows, dim);
     const double t_permute = now();
-    exchange.plan(offsets.data());
+    exchange.plan(offsets.data(), plan);
     const double t_plan = now();
-    const float* at_experts = exchange.dispatch(xe.data(), local);
+    const float* at_experts = exchange.dispatch(plan, xe.data(), local);
     const double t_dispatch = now();
-    const float* returned = exchange.combine(at_experts, back);
+    const float* returned = exchange.combine(plan, at_experts, back);
     const double t_combine = now();
     baleine::kernels::combine_forward(returned, weights.data(), assignment_row.data(), y.data(),
                                       tokens, top_k, dim);

@@ -1,5 +1,7 @@
 #include "parallel/process_groups.h"
 
+#include <algorithm>
+
 namespace baleine::parallel {
 
 ProcessGroups ProcessGroups::create(const config::RunConfig& config, const ProcessInfo& process) {
@@ -14,6 +16,12 @@ ProcessGroups ProcessGroups::create(const config::RunConfig& config, const Proce
   g.dp = g.world->split(g.topology.dp_color(r), r, "dp");
   g.ep = g.world->split(g.topology.ep_color(r), r, "ep");
   g.expert_dp = g.world->split(g.topology.expert_dp_color(r), r, "expert_dp");
+  const auto& me = g.topology.placement(r);
+  g.pp = g.world->split(me.dp_rank, me.stage, "pp");
+  if (config.parallel.schedule == "dualpipe" && g.topology.pp() > 1) {
+    const int pair = std::min(me.stage, g.topology.pp() - 1 - me.stage);
+    g.mirror = g.pp->split(pair, me.stage, "mirror");
+  }
   return g;
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // The topology of a run and the communication groups cut from the world to match it:
-// data-parallel (dp), expert-parallel (ep) and expert-data-parallel (expert_dp).
+// data-parallel (dp), expert-parallel (ep), expert-data-parallel (expert_dp), pipeline (pp: the
+// ranks of one data-parallel replica, group rank = stage) and, under DualPipe, mirror (the two
+// pipeline ranks r and pp−1−r that hold the same layers).
 #include <memory>
 
 #include "parallel/comm.h"
@@ -13,7 +15,8 @@ namespace baleine::parallel {
 struct ProcessGroups {
   ProcessInfo process;
   Topology topology;
-  std::unique_ptr<Comm> world, dp, ep, expert_dp;
+  std::unique_ptr<Comm> world, dp, ep, expert_dp, pp;
+  std::unique_ptr<Comm> mirror;  // DualPipe only, else nullptr
 
   // Validates the world against the config (UserError, exit 2) and splits the groups; every
   // rank must call it. ranks_per_node: parallel.ranks_per_node, or MPI's node size when 0.

@@ -4,18 +4,59 @@
 
 namespace baleine::parallel {
 
-std::vector<StageLayers> assign_layers(int64_t layers, int stages) {
+namespace {
+
+std::string list_text(const std::vector<int64_t>& counts) {
+  std::string text = "[";
+  for (size_t i = 0; i < counts.size(); ++i) text += (i ? ", " : "") + std::to_string(counts[i]);
+  return text + "]";
+}
+
+// The per-stage block counts: the given list after checking it, else the even split.
+std::vector<int64_t> block_counts(int64_t layers, int stages,
+                                  const std::vector<int64_t>& stage_layers) {
+  if (stage_layers.empty()) {
+    std::vector<int64_t> counts;
+    for (int s = 0; s < stages; ++s) counts.push_back(layers / stages + (s < layers % stages));
+    return counts;
+  }
+  const std::string what = "assign_layers: stage_layers " + list_text(stage_layers) + " ";
+  if (stage_layers.size() != static_cast<size_t>(stages)) {
+    throw std::invalid_argument(what + "has " + std::to_string(stage_layers.size()) +
+                                " entries for " + std::to_string(stages) + " stages");
+  }
+  int64_t sum = 0;
+  for (const int64_t count : stage_layers) {
+    // count <= layers - sum also keeps the running sum from overflowing.
+    if (count < 1 || count > layers - sum) {
+      throw std::invalid_argument(what + "does not split " + std::to_string(layers) +
+                                  " blocks into stages of at least one block each");
+    }
+    sum += count;
+  }
+  if (sum != layers) {
+    throw std::invalid_argument(what + "sums to " + std::to_string(sum) + ", not " +
+                                std::to_string(layers) + " blocks");
+  }
+  return stage_layers;
+}
+
+}  // namespace
+
+std::vector<StageLayers> assign_layers(int64_t layers, int stages,
+                                       const std::vector<int64_t>& stage_layers) {
   if (stages < 1 || layers < stages) {
     throw std::invalid_argument("assign_layers: " + std::to_string(layers) + " blocks cannot fill " +
                                 std::to_string(stages) + " stages (each needs at least one)");
   }
+  const std::vector<int64_t> counts = block_counts(layers, stages, stage_layers);
   std::vector<StageLayers> out;
   int64_t next = 0;
   for (int s = 0; s < stages; ++s) {
     StageLayers st;
     st.stage = s;
     st.first_layer = next;
-    st.layers = layers / stages + (s < layers % stages ? 1 : 0);
+    st.layers = counts[static_cast<size_t>(s)];
     st.has_embedding = s == 0;
     st.has_head = s == stages - 1;
     next += st.layers;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # From a fresh checkout to a training MoE model: installs what is missing, builds, turns the
-# project's own docs and sources into a byte-level corpus and trains configs/quickstart.yaml.
+# project's own docs and sources into a byte-level corpus and trains configs/quickstart.yaml on
+# 4 MPI ranks (DualPipeV pipeline of 2 x expert parallelism of 2).
 # The run's files land in runs/quickstart/ (config.resolved.yaml, metrics.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,6 @@ build/baleine data prepare --input README.md docs trainer kernels parallel confi
   --output data/quickstart --val-fraction 0.05
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-build/baleine train configs/quickstart.yaml "$@"
+# --oversubscribe: 4 ranks may share fewer cores (CI has 2); each rank then runs 1 OpenMP thread.
+mpirun --oversubscribe -np 4 build/baleine train configs/quickstart.yaml "$@"
 echo "quickstart: done in $(( $(date +%s) - start )) s; metrics in runs/quickstart/metrics.jsonl"

@@ -97,12 +97,6 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
   }
   try {
     const config::RunConfig config = config::load_config(config_path, overrides);
-    if (config.parallel.pp > 1) {
-      throw UserError(config.where("parallel.pp"), "parallel.pp",
-                      "training with pipeline parallelism is not implemented yet (the schedules "
-                      "are: see `baleine schedule " + config_path + "`)",
-                      "set parallel.pp: 1 to train; data and expert parallelism work");
-    }
     auto groups = parallel::ProcessGroups::create(config, process);
     if (process.rank == 0) {
       std::cout << "baleine " << BALEINE_VERSION << " train " << config_path << "\n";

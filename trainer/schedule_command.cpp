@@ -14,6 +14,7 @@
 #include "trainer/cli_args.h"
 #include "trainer/config/config.h"
 #include "trainer/errors.h"
+#include "trainer/train/pipeline_plan.h"
 #include "trainer/train/run_dir.h"
 
 namespace baleine::cli {
@@ -40,11 +41,6 @@ parallel::Costs parse_costs(const std::string& text) {
   }
   if (v[2] > v[1]) throw usage_error("--costs: W (part of the full backward) must be <= B");
   return {v[0], v[1], v[2], v[3], v.size() == 5 ? v[4] : 0.0};
-}
-
-std::string stage_text(const parallel::StageRef& s, int directions) {
-  return directions > 1 ? "d" + std::to_string(s.direction) + ".s" + std::to_string(s.stage)
-                        : "s" + std::to_string(s.stage);
 }
 
 }  // namespace
@@ -101,10 +97,11 @@ int run_schedule(const std::vector<std::string>& args) {
   std::cout << c.model.layers << " blocks over " << schedule.stages << " stages"
             << (schedule.directions > 1 ? " (in each direction)" : "") << ":\n"
             << parallel::describe_assignment(
-                   parallel::assign_layers(c.model.layers, schedule.stages), c.model.layers);
+                   parallel::assign_layers(c.model.layers, schedule.stages, c.parallel.stage_layers),
+                   c.model.layers);
   for (int r = 0; r < ranks; ++r) {
     std::cout << "rank " << r << " holds";
-    for (const auto& st : schedule.stages_of_rank[r]) std::cout << " " << stage_text(st, schedule.directions);
+    for (const auto& st : schedule.stages_of_rank[r]) std::cout << " " << train::stage_text(st, schedule.directions);
     std::cout << "; " << schedule.ops[r].size() << " ops:\n ";
     int width = 1;
     for (size_t i = 0; i < schedule.ops[r].size(); ++i) {

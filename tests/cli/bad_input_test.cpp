@@ -117,10 +117,18 @@ TEST_F(BadInput, InvalidParallelLayoutShowsTheArithmetic) {
   expect_invalid(r, "parallel.ep (4) must divide parallel.dp (2): 2 % 4 = 2");
 }
 
-TEST_F(BadInput, PipelineTrainingSaysItIsNotThereYet) {
-  const auto r = train_with(tiny_config(data_, dir_ + "/run"), "--set parallel.pp=2");
-  expect_invalid(r, "training with pipeline parallelism is not implemented yet");
-  expect_invalid(r, "--set parallel.pp=2");
+// Checked when the config loads: before MPI splits a group, before any rank allocates a model
+// or creates the run directory.
+TEST_F(BadInput, MisconfiguredPipelineExitsBeforeAnythingStarts) {
+  const std::string yaml = tiny_config(data_, dir_ + "/run");
+  auto r = train_with(yaml, "--set parallel.pp=3 --set parallel.schedule=dualpipe");
+  expect_invalid(r, "DualPipe needs an even number of pipeline ranks, got 3");
+  r = train_with(yaml, "--set parallel.pp=2 --set parallel.schedule=dualpipe");
+  expect_invalid(r, "micro-batches");  // 2 per step, DualPipe on 2 ranks needs 4
+  r = train_with(yaml, "--set parallel.pp=3");
+  expect_invalid(r, "model.layers (2) must be >= the 3 pipeline stages");
+  EXPECT_EQ(r.output.find("model:"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/run")) << "nothing may be created";
 }
 
 TEST_F(BadInput, MpiWorldThatDoesNotMatchTheLayoutShowsTheArithmetic) {

@@ -12,103 +12,12 @@
 // parameter differs by 3.9e-6 (ep4; values are O(0.1)). The bounds below leave a factor of
 // about 10. A wrong gradient average (a missing 1/dp, expert gradients summed over the wrong
 // group, a mis-sliced batch) moves the losses by 1e-2 or more within a few steps.
-#include <gtest/gtest.h>
-
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <string>
-#include <vector>
-
-#include "tests/cli/cli_support.h"
-#include "trainer/train/param_dump.h"
+#include "tests/cli/equivalence_support.h"
 
 namespace baleine::testing {
 namespace {
 
-constexpr double kLossRelTol = 1e-5;
-constexpr double kParamAbsTol = 5e-5;
-constexpr int kSteps = 20;
-
-std::vector<double> losses(const std::string& metrics) {
-  std::ifstream in(metrics);
-  std::vector<double> out;
-  for (std::string line; std::getline(in, line);) {
-    out.push_back(std::stod(line.substr(line.find("\"loss\":") + 7)));
-  }
-  return out;
-}
-
-// Union of every rank's file; tensors held by several ranks (replicas) must agree bitwise.
-std::map<std::string, std::vector<float>> all_params(const std::string& dir) {
-  std::map<std::string, std::vector<float>> all;
-  for (const auto& file : std::filesystem::directory_iterator(dir)) {
-    for (auto& [name, values] : train::load_params(file.path().string())) {
-      auto [it, inserted] = all.emplace(name, values);
-      if (!inserted) EXPECT_EQ(it->second, values) << name << ": replicas differ";
-    }
-  }
-  return all;
-}
-
-class ParallelEquivalence : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = scratch_dir();
-    data_ = prepared_corpus(dir_);
-    ASSERT_FALSE(data_.empty());
-    std::string yaml = tiny_config(data_, dir_ + "/unused", kSteps);
-    // 8 experts (divisible by every ep here), the balance loss on, eval only at the end.
-    yaml.replace(yaml.find("routed_experts: 4"), 17, "routed_experts: 8");
-    yaml.replace(yaml.find("eval_every: 10"), 14, "eval_every: 0");
-    // Global batch 8 as 4 x 2 on one process, 2 x 2 on dp 2, 1 x 2 on dp 4.
-    yaml.replace(yaml.find("micro_batch: 4"), 14, "micro_batch: 2");
-    yaml.replace(yaml.find("    bias_update_speed"), 0, "    seq_aux_alpha: 0.001\n");
-    config_ = dir_ + "/equivalence.yaml";
-    write_text(config_, yaml);
-  }
-
-  // Trains with `ranks` processes and the given overrides; returns the run's name.
-  std::string run(const std::string& name, int ranks, const std::string& overrides) {
-    const std::string args = "train " + config_ + " --set run.dir=" + dir_ + "/" + name +
-                             " --save-params " + dir_ + "/" + name + "/params " + overrides;
-    const std::string launcher =
-        ranks == 1 ? "" : "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                          "mpirun --oversubscribe -np " + std::to_string(ranks);
-    const auto r = run_baleine(args, launcher);
-    EXPECT_EQ(r.exit_code, 0) << name << ":\n" << r.output;
-    return name;
-  }
-
-  void expect_same_as_single_process(const std::string& name) {
-    const auto reference = losses(dir_ + "/single/metrics.jsonl");
-    const auto layout = losses(dir_ + "/" + name + "/metrics.jsonl");
-    ASSERT_EQ(reference.size(), static_cast<size_t>(kSteps));
-    ASSERT_EQ(layout.size(), reference.size()) << name;
-    double worst_loss = 0;
-    for (size_t i = 0; i < reference.size(); ++i) {
-      worst_loss = std::max(worst_loss, std::abs(layout[i] - reference[i]) / reference[i]);
-      EXPECT_NEAR(layout[i], reference[i], kLossRelTol * reference[i]) << name << " step " << i + 1;
-    }
-    const auto want = all_params(dir_ + "/single/params");
-    const auto got = all_params(dir_ + "/" + name + "/params");
-    ASSERT_EQ(got.size(), want.size()) << name << ": every parameter, by global name";
-    double worst_param = 0;
-    for (const auto& [param, values] : want) {
-      const auto& other = got.at(param);
-      ASSERT_EQ(other.size(), values.size()) << param;
-      for (size_t i = 0; i < values.size(); ++i) {
-        worst_param = std::max(worst_param, static_cast<double>(std::abs(other[i] - values[i])));
-      }
-    }
-    EXPECT_LE(worst_param, kParamAbsTol) << name;
-    std::printf("%-14s worst loss rel diff %.2e, worst param abs diff %.2e\n", name.c_str(),
-                worst_loss, worst_param);
-  }
-
-  std::string dir_, data_, config_;
-};
+using ParallelEquivalence = EquivalenceTest;
 
 TEST_F(ParallelEquivalence, EveryLayoutMatchesOneProcess) {
   run("single", 1, "");

@@ -17,7 +17,8 @@ TEST(ScheduleCommand, DualPipeVMatchesThePublishedBubbleAndDrawsTheTimeline) {
   const std::string svg = scratch_dir() + "/timeline.svg";
   const auto r = run_baleine("schedule " + kConfig +
                              " --set parallel.pp=4 --set parallel.schedule=dualpipev "
-                             "--set train.micro_batch=2 --set model.layers=8 --costs 1,2,1,3 "
+                             "--set parallel.dp=1 --set parallel.ep=1 --set train.micro_batch=2 "
+                             "--set model.layers=8 --costs 1,2,1,3 "
                              "--svg " + svg);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("schedule: dualpipev, 4 pipeline rank(s), 8 micro-batches"),
@@ -39,8 +40,9 @@ TEST(ScheduleCommand, DualPipeVMatchesThePublishedBubbleAndDrawsTheTimeline) {
 }
 
 TEST(ScheduleCommand, OneFOneBOnTwoRanks) {
-  const auto r = run_baleine("schedule " + kConfig + " --set parallel.pp=2 --set train.micro_batch=4 "
-                             "--svg " + scratch_dir() + "/t.svg");
+  const auto r = run_baleine("schedule " + kConfig + " --set parallel.schedule=1f1b "
+                             "--set parallel.pp=2 --set parallel.dp=1 --set parallel.ep=1 "
+                             "--set train.micro_batch=4 --svg " + scratch_dir() + "/t.svg");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("(PP-1)(F+B) = 1 x 3 = 3 (PP = 2); simulated, worst rank: 3 (equal)"),
             std::string::npos) << r.output;
@@ -50,7 +52,8 @@ TEST(ScheduleCommand, MisconfiguredPipelinesExit2) {
   auto r = run_baleine("schedule " + kConfig + " --set parallel.pp=3 --set parallel.schedule=dualpipe");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("DualPipe needs an even number of pipeline ranks, got 3"), std::string::npos);
-  r = run_baleine("schedule " + kConfig + " --set parallel.pp=2 --set parallel.schedule=dualpipev");
+  r = run_baleine("schedule " + kConfig +
+                  " --set parallel.pp=2 --set parallel.schedule=dualpipev --set train.micro_batch=4");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("needs at least 2 x parallel.pp = 4 micro-batches"), std::string::npos);
   r = run_baleine("schedule " + kConfig + " --costs 1,2,3,4");

@@ -90,7 +90,7 @@ TEST(ConfigKeyErrors, UnknownSectionAndMisplacedKeys) {
 TEST(ConfigKeyErrors, NoGuessForAFarOffKeyButTheKnownKeysAreListed) {
   const UserError error = load_error(with("parallel:\n  zzzzzz: 1\n"));
   expect_error(error, "q.yaml:4", "parallel.zzzzzz", "unknown key",
-               "Known keys in parallel: pp, schedule, dp, ep");
+               "Known keys in parallel: pp, schedule, stage_layers, dp, ep");
   EXPECT_EQ(error.hint().find("did you mean"), std::string::npos) << error.hint();
 }
 
@@ -134,6 +134,8 @@ TEST(ConfigTypeErrors, EachTypeRejectsWhatIsNotIt) {
       {"model.moe.normalize", "1", "expected true or false, got '1'", ""},
       {"run.name", "{a: 1}", "expected a string, got a map", ""},
       {"run.name", "", "expected a string, got an empty value", "default ('baleine')"},
+      {"parallel.stage_layers", "x", "expected a list of integers, got 'x'", "[2, 1, 1]"},
+      {"parallel.stage_layers", "[1, y]", "expected a list of integers, got 'y' as item 2", ""},
   };
   for (const TypeCase& c : cases) {
     SCOPED_TRACE(std::string(c.key) + ": " + c.value);
@@ -206,6 +208,9 @@ const RangeCase kRangeCases[] = {
     {"parallel.bucket_mb", "0", "must be > 0", ""},
     {"parallel.timeout_s", "-1", "must be > 0", ""},
     {"parallel.ranks_per_node", "-1", "must be >= 0", ""},
+    {"parallel.stage_layers", "[3, 1]", "parallel.stage_layers [3, 1] has 2 entries, but 1f1b "
+     "on 1 rank(s) has 1 pipeline stage(s)", "parallel.stage_layers: [4]"},
+    {"parallel.stage_layers", "[3]", "[3] sums to 3 but model.layers is 4", ""},
     {"model.moe.expert_groups", "0", "must be >= 1, got 0", ""},
     {"model.moe.expert_groups", "3", "model.moe.routed_experts (8) must split into "
      "model.moe.expert_groups (3) equal groups: 8 % 3 = 2", ""},

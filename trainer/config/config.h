@@ -88,12 +88,20 @@ struct TrainSection {
 struct ParallelSection {
   int64_t pp = 1;                    // pipeline ranks (training needs 1 until the executor lands)
   std::string schedule = "1f1b";     // 1f1b | dualpipe | dualpipev (see parallel/schedule.h)
+  // Transformer blocks per pipeline stage, in stage order; empty = as even as possible (see
+  // parallel/stage_assignment.h). An uneven split can unload the last stage, which also runs
+  // the head and the loss over the whole vocabulary.
+  std::vector<int64_t> stage_layers;
   int64_t dp = 1;                    // data-parallel ranks per stage; world = pp × dp
   int64_t ep = 1;                    // expert-parallel group size; divides dp
   int64_t zero = 0;                  // 1 = ZeRO-1: optimizer states sharded over dp
   double bucket_mb = 25.0;           // gradient all-reduce bucket size
   double timeout_s = 300.0;          // a collective that takes longer aborts the job
   int64_t ranks_per_node = 0;        // for the topology printout; 0 = as MPI reports
+
+  // Pipeline stages per direction: DualPipeV folds 2·pp stages into a V over pp ranks; 1F1B
+  // and DualPipe run one stage per rank (DualPipe's two directions each have pp stages).
+  int64_t pipeline_stages() const { return schedule == "dualpipev" ? 2 * pp : pp; }
 };
 
 struct PrecisionSection {

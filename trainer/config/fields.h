@@ -9,7 +9,9 @@
 
 namespace baleine::config {
 
-// Calls visit(key_path, member) for every key. Config is RunConfig or const RunConfig.
+// Calls visit(key_path, member) for every key. Config is RunConfig or const RunConfig. A member
+// is int64_t, uint64_t, double, bool, std::string or std::vector<int64_t> (a list of integers):
+// each type has its read_value (yaml_reader.h) and value_text (value_text.h) overload.
 template <typename Config, typename Visitor>
 void for_each_field(Config& c, Visitor&& visit) {
   visit("run.name", c.run.name);
@@ -58,6 +60,7 @@ void for_each_field(Config& c, Visitor&& visit) {
 
   visit("parallel.pp", c.parallel.pp);
   visit("parallel.schedule", c.parallel.schedule);
+  visit("parallel.stage_layers", c.parallel.stage_layers);
   visit("parallel.dp", c.parallel.dp);
   visit("parallel.ep", c.parallel.ep);
   visit("parallel.zero", c.parallel.zero);

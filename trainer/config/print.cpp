@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <ostream>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -34,6 +33,19 @@ std::vector<std::string> sections_of(const std::string& path) {
   return names;
 }
 
+// One value as YAML that reads back as itself. Strings are always quoted, so a name like
+// "2024", "true" or "" stays a string; a list goes out as a flow sequence, "[2, 1, 1]".
+void emit(YAML::Emitter& out, const std::string& value) { out << YAML::DoubleQuoted << value; }
+void emit(YAML::Emitter& out, const std::vector<int64_t>& values) {
+  out << YAML::Flow << YAML::BeginSeq;
+  for (const int64_t value : values) out << value_text(value);
+  out << YAML::EndSeq;
+}
+template <typename T>
+void emit(YAML::Emitter& out, const T& value) {
+  out << value_text(value);
+}
+
 }  // namespace
 
 void print_config_table(const RunConfig& config, std::ostream& out) {
@@ -55,7 +67,8 @@ std::string config_to_yaml(const RunConfig& config) {
   out << YAML::Comment("baleine resolved config (from " + table_text(config.source) + ")");
   out << YAML::BeginMap;
   std::vector<std::string> open;  // the sections currently open, outermost first
-  const auto write = [&](const char* path, const std::string& text, bool is_string) {
+  // Opens the sections of `path` that are not open yet (closing those it leaves) and its key.
+  const auto open_key = [&](const char* path) {
     const std::vector<std::string> sections = sections_of(path);
     size_t shared = 0;
     while (shared < open.size() && shared < sections.size() && open[shared] == sections[shared]) {
@@ -66,13 +79,10 @@ std::string config_to_yaml(const RunConfig& config) {
       out << YAML::Key << sections[open.size()] << YAML::Value << YAML::BeginMap;
     }
     out << YAML::Key << last_name(path) << YAML::Value;
-    // Strings are always quoted, so a name like "2024", "true" or "" reads back as itself.
-    if (is_string) out << YAML::DoubleQuoted;
-    out << text;
   };
   for_each_field(config, [&](const char* path, const auto& member) {
-    using Member = std::decay_t<decltype(member)>;
-    write(path, value_text(member), std::is_same_v<Member, std::string>);
+    open_key(path);
+    emit(out, member);
   });
   for (; !open.empty(); open.pop_back()) out << YAML::EndMap;
   out << YAML::EndMap;

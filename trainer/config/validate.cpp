@@ -1,5 +1,6 @@
 #include "trainer/config/validate.h"
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -240,7 +241,7 @@ void check_pipeline(const RunConfig& c, const Rules& rules) {
   if (p.pp == 1) return;
   const int64_t micro_batches = c.grad_accum_steps();
   const bool dual = p.schedule == "dualpipe" || p.schedule == "dualpipev";
-  const int64_t stages = p.schedule == "dualpipev" ? 2 * p.pp : p.pp;
+  const int64_t stages = p.pipeline_stages();
   if (p.schedule == "dualpipe" && p.pp % 2 != 0) {
     rules.fail("parallel.pp", "DualPipe needs an even number of pipeline ranks, got " + text(p.pp),
                "use parallel.schedule: dualpipev for " + text(p.pp) + " ranks, or an even pp");
@@ -258,6 +259,62 @@ void check_pipeline(const RunConfig& c, const Rules& rules) {
                "model.layers (" + text(c.model.layers) + ") must be >= the " + text(stages) +
                    " pipeline stages of " + p.schedule + " on " + text(p.pp) + " ranks",
                "every stage needs at least one transformer block");
+  }
+}
+
+// The even split of parallel/stage_assignment.cpp (earlier stages take the remainder), quoted
+// in hints as a list that passes. The config library cannot call it: parallel depends on config.
+std::vector<int64_t> even_split(int64_t layers, int64_t stages) {
+  std::vector<int64_t> counts;
+  for (int64_t s = 0; s < stages; ++s) counts.push_back(layers / stages + (s < layers % stages));
+  return counts;
+}
+
+// parallel.stage_layers, when given, replaces the even split: one block count per stage, each
+// stage at least one block, every block on exactly one stage. Runs after check_pipeline, which
+// reports too few blocks for the stages in terms of model.layers.
+void check_stage_layers(const RunConfig& c, const Rules& rules) {
+  const ParallelSection& p = c.parallel;
+  const std::vector<int64_t>& counts = p.stage_layers;
+  if (counts.empty()) return;
+  const int64_t stages = p.pipeline_stages();
+  const int64_t layers = c.model.layers;
+  const std::string list = "parallel.stage_layers " + value_text(counts);
+  const std::string even_example =
+      layers >= stages ? "e.g. parallel.stage_layers: " + value_text(even_split(layers, stages)) +
+                             " (the even split, which [] also gives)"
+                       : "[] splits the blocks evenly";
+  if (static_cast<int64_t>(counts.size()) != stages) {
+    const std::string shape =
+        p.schedule == "dualpipev" ? " (2 x parallel.pp: DualPipeV folds two stages per rank)"
+        : p.schedule == "dualpipe" ? " in each direction"
+                                   : "";
+    rules.fail("parallel.stage_layers",
+               list + " has " + text(static_cast<int64_t>(counts.size())) +
+                   (counts.size() == 1 ? " entry" : " entries") + ", but " + p.schedule +
+                   " on " + text(p.pp) + " rank(s) has " + text(stages) + " pipeline stage(s)" +
+                   shape,
+               "give one block count per stage; " + even_example);
+  }
+  int64_t sum = 0;
+  bool overflow = false;  // absurd counts must still get a message, not undefined behaviour
+  std::string terms;
+  for (size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] < 1) {
+      rules.fail("parallel.stage_layers",
+                 list + " gives stage " + text(static_cast<int64_t>(s)) + " " + text(counts[s]) +
+                     " blocks; every stage needs at least one transformer block",
+                 even_example);
+    }
+    overflow = overflow || __builtin_add_overflow(sum, counts[s], &sum);
+    terms += (s ? " + " : "") + text(counts[s]);
+  }
+  if (overflow || sum != layers) {
+    const std::string total = overflow ? "more than " + text(INT64_MAX) : text(sum);
+    rules.fail("parallel.stage_layers",
+               list + " sums to " + total + " but model.layers is " + text(layers) + ": " +
+                   terms + " = " + total,
+               "every block must sit on exactly one stage; " + even_example);
   }
 }
 
@@ -300,6 +357,7 @@ void validate(const RunConfig& config, const KeyOrigins& origins) {
   rules.at_least("log.every", config.log.every, 1);
   check_batch(config, rules);
   check_pipeline(config, rules);
+  check_stage_layers(config, rules);
 }
 
 }  // namespace baleine::config

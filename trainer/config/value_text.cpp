@@ -25,4 +25,10 @@ std::string value_text(double value) {
 
 std::string value_text(bool value) { return value ? "true" : "false"; }
 
+std::string value_text(const std::vector<int64_t>& values) {
+  std::string text = "[";
+  for (size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + value_text(values[i]);
+  return text + "]";
+}
+
 }  // namespace baleine::config

@@ -2,6 +2,7 @@
 // How a config value is written in the table, in config_to_yaml and in error messages.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace baleine::config {
 
@@ -13,5 +14,7 @@ std::string value_text(uint64_t value);
 std::string value_text(double value);
 std::string value_text(bool value);
 inline std::string value_text(const std::string& value) { return value; }
+// YAML flow style, "[2, 1, 1]", and "[]" when empty: the table shows what the file would say.
+std::string value_text(const std::vector<int64_t>& values);
 
 }  // namespace baleine::config

@@ -5,6 +5,7 @@
 #include <limits>
 #include <set>
 #include <type_traits>
+#include <vector>
 
 #include "trainer/config/did_you_mean.h"
 #include "trainer/config/key_schema.h"
@@ -60,33 +61,131 @@ bool parse_all(const std::string& text, T& out, std::errc* error = nullptr) {
   return result.ec == std::errc() && result.ptr == end;
 }
 
+// Why an integer's text was refused, so that scalar keys and list items word it alike.
+enum class IntegerProblem { kNone, kOutOfRange, kNegative, kWholeButSpelledAsReal, kNotWhole };
+
+// Parses all of `text` into `out`; for kWholeButSpelledAsReal ("1e3", "100.0") `whole` receives
+// the integer the user meant.
 template <typename Integer>
-void read_integer(const YAML::Node& node, const std::string& key, const std::string& where,
-                  Integer& out, const std::string& expected) {
-  const std::string text = plain_scalar_text(node, key, where, expected, value_text(out));
+IntegerProblem parse_integer(const std::string& text, Integer& out, int64_t& whole) {
   std::errc error{};
   Integer value{};
   if (parse_all(text, value, &error)) {
     out = value;
-    return;
+    return IntegerProblem::kNone;
   }
-  const std::string got = "expected " + expected + ", got '" + node.Scalar() + "'";
-  if (error == std::errc::result_out_of_range) {
-    throw UserError(where, key, got + ": out of range",
-                    "the largest accepted value is " +
-                        value_text(std::numeric_limits<Integer>::max()));
-  }
+  if (error == std::errc::result_out_of_range) return IntegerProblem::kOutOfRange;
   if (std::is_unsigned_v<Integer> && !text.empty() && text[0] == '-') {
-    throw UserError(where, key, got, "this value cannot be negative");
+    return IntegerProblem::kNegative;
   }
   double as_double = 0.0;
   if (parse_all(text, as_double) && std::isfinite(as_double) &&
       std::floor(as_double) == as_double && std::fabs(as_double) < 1e18) {
-    // "1e3" or "100.0": the intent is clear, the spelling is not an integer.
-    throw UserError(where, key, got,
-                    example(key, value_text(static_cast<int64_t>(as_double))));
+    whole = static_cast<int64_t>(as_double);
+    return IntegerProblem::kWholeButSpelledAsReal;
+  }
+  return IntegerProblem::kNotWhole;
+}
+
+template <typename Integer>
+void read_integer(const YAML::Node& node, const std::string& key, const std::string& where,
+                  Integer& out, const std::string& expected) {
+  const std::string text = plain_scalar_text(node, key, where, expected, value_text(out));
+  const std::string got = "expected " + expected + ", got '" + node.Scalar() + "'";
+  int64_t whole = 0;
+  switch (parse_integer(text, out, whole)) {
+    case IntegerProblem::kNone:
+      return;
+    case IntegerProblem::kOutOfRange:
+      throw UserError(where, key, got + ": out of range",
+                      "the largest accepted value is " +
+                          value_text(std::numeric_limits<Integer>::max()));
+    case IntegerProblem::kNegative:
+      throw UserError(where, key, got, "this value cannot be negative");
+    case IntegerProblem::kWholeButSpelledAsReal:
+      // The intent is clear, the spelling is not an integer.
+      throw UserError(where, key, got, example(key, value_text(whole)));
+    case IntegerProblem::kNotWhole:
+      break;
   }
   throw UserError(where, key, got, "write a whole number, e.g. the default: " + value_text(out));
+}
+
+// --- lists of integers ---------------------------------------------------------------------
+
+const std::string kExpectedList = "expected a list of integers, got ";
+
+std::string list_example(const std::string& key) {
+  return "write it as `" + last_name(key) + ": [2, 1, 1]`, or as one `- 2` line per item";
+}
+
+// The integer in `text`, the spelling of one item; `item` names it for messages ("'x' as item
+// 2"). Items are signed: the value rules, not the type, say which ranges make sense.
+int64_t list_item(const std::string& text, const std::string& item, const std::string& key,
+                  const std::string& where) {
+  const std::string plain = !text.empty() && text[0] == '+' ? text.substr(1) : text;
+  int64_t value = 0, whole = 0;
+  switch (parse_integer(plain, value, whole)) {
+    case IntegerProblem::kNone:
+      return value;
+    case IntegerProblem::kOutOfRange:
+      throw UserError(where, key, kExpectedList + item + ": out of range",
+                      "the largest accepted value is " +
+                          value_text(std::numeric_limits<int64_t>::max()));
+    case IntegerProblem::kWholeButSpelledAsReal:
+      throw UserError(where, key, kExpectedList + item, "write it as " + value_text(whole));
+    case IntegerProblem::kNegative:
+    case IntegerProblem::kNotWhole:
+      break;
+  }
+  throw UserError(where, key, kExpectedList + item,
+                  "items are whole numbers: " + list_example(key));
+}
+
+// A YAML sequence: every item an unquoted integer scalar.
+std::vector<int64_t> read_sequence(const YAML::Node& node, const std::string& key,
+                                   const std::string& where) {
+  std::vector<int64_t> values;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node item = node[i];
+    const std::string position = " as item " + std::to_string(i + 1);
+    if (!item.IsScalar()) {
+      throw UserError(where, key, kExpectedList + describe(item) + position,
+                      item.IsNull() ? "give every item a value: " + list_example(key)
+                                    : "a list of lists or maps is not accepted: " +
+                                          list_example(key));
+    }
+    if (is_quoted(item)) {
+      throw UserError(where, key,
+                      kExpectedList + "the quoted string '" + item.Scalar() + "'" + position,
+                      "remove the quotes around the item");
+    }
+    values.push_back(list_item(item.Scalar(), "'" + item.Scalar() + "'" + position, key, where));
+  }
+  return values;
+}
+
+// A plain scalar "2,1,1" (what a shell user types after --set) or "4" is read as that list;
+// "" (from `--set key=`) as the empty list, like `--set data.val=` clears a string.
+std::vector<int64_t> read_comma_separated(const std::string& text, const std::string& key,
+                                          const std::string& where) {
+  std::vector<int64_t> values;
+  if (text.find_first_not_of(" \t") == std::string::npos) return values;
+  const bool several = text.find(',') != std::string::npos;
+  size_t start = 0;
+  for (size_t index = 1;; ++index) {
+    const size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? comma : comma - start);
+    const size_t first = item.find_first_not_of(" \t");
+    item = first == std::string::npos ? "" : item.substr(first, item.find_last_not_of(" \t") -
+                                                                    first + 1);
+    const std::string named =
+        several ? "'" + item + "' as item " + std::to_string(index) + " of '" + text + "'"
+                : "'" + text + "'";
+    values.push_back(list_item(item, named, key, where));
+    if (comma == std::string::npos) return values;
+    start = comma + 1;
+  }
 }
 
 void check_map(const YAML::Node& map, const std::string& section, const KeyOrigins& origins) {
@@ -206,6 +305,25 @@ void read_value(const YAML::Node& node, const std::string& key, const std::strin
   }
   // Any scalar is text here: a run may be called 2024 or true without quotes.
   out = node.Scalar();
+}
+
+void read_value(const YAML::Node& node, const std::string& key, const std::string& where,
+                std::vector<int64_t>& out) {
+  if (node.IsSequence()) {
+    out = read_sequence(node, key, where);
+    return;
+  }
+  if (node.IsNull()) {
+    throw UserError(where, key, kExpectedList + describe(node),
+                    "write `[]` for an empty list, or delete the key to keep the default (" +
+                        value_text(out) + ")");
+  }
+  if (node.IsMap()) throw UserError(where, key, kExpectedList + describe(node), list_example(key));
+  if (is_quoted(node)) {
+    throw UserError(where, key, kExpectedList + "the quoted string '" + node.Scalar() + "'",
+                    "remove the quotes: " + list_example(key));
+  }
+  out = read_comma_separated(node.Scalar(), key, where);
 }
 
 }  // namespace baleine::config

@@ -20,43 +20,59 @@ AttentionLayer<T>::AttentionLayer(ParameterStore<T>& store, const std::string& p
 }
 
 template <typename T>
-void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
-  const int64_t n = shape.tokens(), d = config_.dim, h = config_.heads, hd = d / h;
-  const size_t nd = static_cast<size_t>(n * d);
-  for (auto* v : {&q_, &k_, &v_, &o_}) v->resize(nd);
-  probs_.resize(static_cast<size_t>(shape.batch * h * shape.seq * shape.seq));
-  const T theta = static_cast<T>(config_.rope_theta);
-
-  k::linear_forward(x, store_.value(wq_), q_.data(), n, d, d);
-  k::linear_forward(x, store_.value(wk_), k_.data(), n, d, d);
-  k::linear_forward(x, store_.value(wv_), v_.data(), n, d, d);
-  k::rope_forward(q_.data(), q_.data(), shape.batch, shape.seq, h, hd, theta);
-  k::rope_forward(k_.data(), k_.data(), shape.batch, shape.seq, h, hd, theta);
-  k::attention_forward(q_.data(), k_.data(), v_.data(), o_.data(), probs_.data(), shape.batch,
-                       shape.seq, h, hd);
-  k::linear_forward(o_.data(), store_.value(wo_), y, n, d, d);
+void AttentionLayer<T>::swap_saved(Saved& other) {
+  std::swap(saved_, other);
 }
 
 template <typename T>
-void AttentionLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape) {
+void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
+  const int64_t n = shape.tokens(), d = config_.dim, h = config_.heads, hd = d / h;
+  const size_t nd = static_cast<size_t>(n * d);
+  Saved& s = saved_;
+  for (auto* v : {&s.q, &s.k, &s.v, &s.o}) v->resize(nd);
+  s.probs.resize(static_cast<size_t>(shape.batch * h * shape.seq * shape.seq));
+  const T theta = static_cast<T>(config_.rope_theta);
+
+  k::linear_forward(x, store_.value(wq_), s.q.data(), n, d, d);
+  k::linear_forward(x, store_.value(wk_), s.k.data(), n, d, d);
+  k::linear_forward(x, store_.value(wv_), s.v.data(), n, d, d);
+  k::rope_forward(s.q.data(), s.q.data(), shape.batch, shape.seq, h, hd, theta);
+  k::rope_forward(s.k.data(), s.k.data(), shape.batch, shape.seq, h, hd, theta);
+  k::attention_forward(s.q.data(), s.k.data(), s.v.data(), s.o.data(), s.probs.data(),
+                       shape.batch, shape.seq, h, hd);
+  k::linear_forward(s.o.data(), store_.value(wo_), y, n, d, d);
+}
+
+template <typename T>
+void AttentionLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape,
+                                 WeightGradQueue<T>* weight_grads) {
   const int64_t n = shape.tokens(), d = config_.dim, h = config_.heads, hd = d / h;
   const size_t nd = static_cast<size_t>(n * d);
   for (auto* v : {&dq_, &dk_, &dv_, &do_}) v->resize(nd);
   const T theta = static_cast<T>(config_.rope_theta);
+  const Saved& s = saved_;
 
   k::linear_backward_input(dy, store_.value(wo_), do_.data(), n, d, d);
-  k::linear_backward_weight(dy, o_.data(), store_.grad(wo_), n, d, d);
-  k::attention_backward(do_.data(), q_.data(), k_.data(), v_.data(), probs_.data(), dq_.data(),
-                        dk_.data(), dv_.data(), shape.batch, shape.seq, h, hd);
+  k::attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.probs.data(),
+                        dq_.data(), dk_.data(), dv_.data(), shape.batch, shape.seq, h, hd);
   k::rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
   k::rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);
   // dx = dq·Wq + dk·Wk + dv·Wv
   k::linear_backward_input(dq_.data(), store_.value(wq_), dx, n, d, d);
   k::gemm<T>(false, false, n, d, d, T(1), dk_.data(), d, store_.value(wk_), d, T(1), dx, d);
   k::gemm<T>(false, false, n, d, d, T(1), dv_.data(), d, store_.value(wv_), d, T(1), dx, d);
-  k::linear_backward_weight(dq_.data(), x, store_.grad(wq_), n, d, d);
-  k::linear_backward_weight(dk_.data(), x, store_.grad(wk_), n, d, d);
-  k::linear_backward_weight(dv_.data(), x, store_.grad(wv_), n, d, d);
+
+  // W: dWo += dyᵀ·o ; dWq += dqᵀ·x ; dWk += dkᵀ·x ; dWv += dvᵀ·x
+  const T* dy_w = kept_for_weight_grad(weight_grads, dy, n * d);
+  const T* dq = kept_for_weight_grad(weight_grads, dq_.data(), n * d);
+  const T* dk = kept_for_weight_grad(weight_grads, dk_.data(), n * d);
+  const T* dv = kept_for_weight_grad(weight_grads, dv_.data(), n * d);
+  weight_grad(weight_grads, [=, o = s.o.data()] {
+    k::linear_backward_weight(dy_w, o, store_.grad(wo_), n, d, d);
+    k::linear_backward_weight(dq, x, store_.grad(wq_), n, d, d);
+    k::linear_backward_weight(dk, x, store_.grad(wk_), n, d, d);
+    k::linear_backward_weight(dv, x, store_.grad(wv_), n, d, d);
+  });
 }
 
 template class AttentionLayer<float>;

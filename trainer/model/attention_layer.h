@@ -8,6 +8,7 @@
 
 #include "trainer/model/parameters.h"
 #include "trainer/model/shapes.h"
+#include "trainer/model/weight_grad_queue.h"
 
 namespace baleine::model {
 
@@ -23,17 +24,26 @@ template <typename T>
 class AttentionLayer {
  public:
   AttentionLayer(ParameterStore<T>& store, const std::string& prefix, const AttentionConfig& c);
+  // What the forward keeps for the backward. A pipeline holds one per micro-batch in flight and
+  // swaps it in around each call (swap_saved), so one layer object serves them all.
+  struct Saved {
+    std::vector<T> q, k, v, probs, o;
+  };
+  void swap_saved(Saved& other);
+
   // x, y: [tokens, dim]. Saves what the backward needs.
   void forward(const T* x, T* y, BatchShape shape);
-  // dx overwritten; parameter gradients accumulated. x is the forward's input.
-  void backward(const T* dy, const T* x, T* dx, BatchShape shape);
+  // dx overwritten; parameter gradients accumulated, or queued on weight_grads (then x must
+  // stay alive until the queue runs). x is the forward's input.
+  void backward(const T* dy, const T* x, T* dx, BatchShape shape,
+                WeightGradQueue<T>* weight_grads = nullptr);
 
  private:
   ParameterStore<T>& store_;
   AttentionConfig config_;
   typename ParameterStore<T>::Handle wq_, wk_, wv_, wo_;
-  std::vector<T> q_, k_, v_, probs_, o_;      // saved activations
-  std::vector<T> dq_, dk_, dv_, do_;          // backward temporaries
+  Saved saved_;
+  std::vector<T> dq_, dk_, dv_, do_;  // backward temporaries
 };
 
 }  // namespace baleine::model

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/rmsnorm.h"
+#include "trainer/model/saved_state.h"
 
 namespace baleine::model {
 
@@ -64,40 +65,50 @@ TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::Mo
 }
 
 template <typename T>
+void TransformerBlock<T>::swap_saved(Saved& other) {
+  std::swap(saved_, other);
+  swap_nested_saved(attention_, saved_.attention, other.attention);
+  if (moe_) swap_nested_saved(*moe_, saved_.moe, other.moe);
+  else swap_nested_saved(*mlp_, saved_.mlp, other.mlp);
+}
+
+template <typename T>
 void TransformerBlock<T>::forward(const T* x, T* out, BatchShape shape) {
   const int64_t n = shape.tokens(), nd = n * dim_;
-  for (auto* v : {&xn1_, &h_, &xn2_, &branch_}) v->resize(nd);
-  rstd1_.resize(n);
-  rstd2_.resize(n);
+  Saved& s = saved_;
+  for (auto* v : {&s.xn1, &s.h, &s.xn2, &branch_}) v->resize(nd);
+  s.rstd1.resize(n);
+  s.rstd2.resize(n);
 
-  k::rmsnorm_forward(x, store_.value(norm1_), xn1_.data(), rstd1_.data(), n, dim_, norm_eps_);
-  attention_.forward(xn1_.data(), branch_.data(), shape);
-  for (int64_t i = 0; i < nd; ++i) h_[i] = x[i] + branch_[i];
+  k::rmsnorm_forward(x, store_.value(norm1_), s.xn1.data(), s.rstd1.data(), n, dim_, norm_eps_);
+  attention_.forward(s.xn1.data(), branch_.data(), shape);
+  for (int64_t i = 0; i < nd; ++i) s.h[i] = x[i] + branch_[i];
 
-  k::rmsnorm_forward(h_.data(), store_.value(norm2_), xn2_.data(), rstd2_.data(), n, dim_,
+  k::rmsnorm_forward(s.h.data(), store_.value(norm2_), s.xn2.data(), s.rstd2.data(), n, dim_,
                      norm_eps_);
-  if (moe_) moe_->forward(xn2_.data(), branch_.data(), shape);
-  else mlp_->forward(xn2_.data(), branch_.data(), n);
-  for (int64_t i = 0; i < nd; ++i) out[i] = h_[i] + branch_[i];
+  if (moe_) moe_->forward(s.xn2.data(), branch_.data(), shape);
+  else mlp_->forward(s.xn2.data(), branch_.data(), n);
+  for (int64_t i = 0; i < nd; ++i) out[i] = s.h[i] + branch_[i];
 }
 
 template <typename T>
 void TransformerBlock<T>::backward(const T* dout, const T* x, T* dx, BatchShape shape,
-                                   T loss_scale) {
+                                   T loss_scale, WeightGradQueue<T>* weight_grads) {
   const int64_t n = shape.tokens(), nd = n * dim_;
+  const Saved& s = saved_;
   dbranch_.resize(nd);
   dh_.resize(nd);
 
   // FFN branch: dout flows into the branch and straight through the residual.
-  if (moe_) moe_->backward(dout, xn2_.data(), dbranch_.data(), shape, loss_scale);
-  else mlp_->backward(dout, xn2_.data(), dbranch_.data(), n);
-  k::rmsnorm_backward(dbranch_.data(), h_.data(), store_.value(norm2_), rstd2_.data(), dh_.data(),
-                      store_.grad(norm2_), n, dim_);
+  if (moe_) moe_->backward(dout, s.xn2.data(), dbranch_.data(), shape, loss_scale, weight_grads);
+  else mlp_->backward(dout, s.xn2.data(), dbranch_.data(), n, weight_grads);
+  k::rmsnorm_backward(dbranch_.data(), s.h.data(), store_.value(norm2_), s.rstd2.data(),
+                      dh_.data(), store_.grad(norm2_), n, dim_);
   for (int64_t i = 0; i < nd; ++i) dh_[i] += dout[i];
 
   // Attention branch.
-  attention_.backward(dh_.data(), xn1_.data(), dbranch_.data(), shape);
-  k::rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), rstd1_.data(), dx,
+  attention_.backward(dh_.data(), s.xn1.data(), dbranch_.data(), shape, weight_grads);
+  k::rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), s.rstd1.data(), dx,
                       store_.grad(norm1_), n, dim_);
   for (int64_t i = 0; i < nd; ++i) dx[i] += dh_[i];
 }

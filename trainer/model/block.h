@@ -20,10 +20,23 @@ class TransformerBlock {
   TransformerBlock(ParameterStore<T>& store, const config::ModelSection& model, int64_t index,
                    const ModelParallelism& parallelism);
 
+  // What the forward keeps for the backward, nested layers' included (trainer/model/
+  // saved_state.h): one per micro-batch in flight.
+  struct Saved {
+    std::vector<T> xn1, rstd1, h, xn2, rstd2;
+    typename AttentionLayer<T>::Saved attention;
+    typename SwiGluMlp<T>::Saved mlp;
+    typename MoeLayer<T>::Saved moe;
+  };
+  void swap_saved(Saved& other);
+
   // x, out: [tokens, dim]; x must stay unchanged until backward.
   void forward(const T* x, T* out, BatchShape shape);
-  // dout → dx (overwritten); parameter gradients accumulated. loss_scale weighs the balance loss.
-  void backward(const T* dout, const T* x, T* dx, BatchShape shape, T loss_scale);
+  // dout → dx (overwritten); parameter gradients accumulated, or the weight gradients queued on
+  // weight_grads (x and this micro-batch's Saved must then outlive the queue). loss_scale
+  // weighs the balance loss.
+  void backward(const T* dout, const T* x, T* dx, BatchShape shape, T loss_scale,
+                WeightGradQueue<T>* weight_grads = nullptr);
 
   MoeLayer<T>* moe() { return moe_.get(); }
 
@@ -36,8 +49,9 @@ class TransformerBlock {
   std::unique_ptr<SwiGluMlp<T>> mlp_;
   std::unique_ptr<MoeLayer<T>> moe_;
 
-  std::vector<T> xn1_, rstd1_, h_, xn2_, rstd2_, branch_;  // saved activations + branch output
-  std::vector<T> dbranch_, dh_;                            // backward temporaries
+  Saved saved_;
+  std::vector<T> branch_;        // forward temporary: a branch's output
+  std::vector<T> dbranch_, dh_;  // backward temporaries
 };
 
 }  // namespace baleine::model

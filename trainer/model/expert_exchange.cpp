@@ -23,70 +23,76 @@ ExpertExchange<T>::ExpertExchange(parallel::Comm* group, int64_t experts, int64_
                                 " experts do not split over " + std::to_string(peers) + " ranks");
   }
   local_experts_ = experts / peers;
-  segments_.assign(static_cast<size_t>(local_experts_), {});
-  for (auto* v : {&send_counts_, &send_offsets_, &recv_counts_, &recv_offsets_}) {
-    v->assign(peers, 0);
-  }
-  counts_to_.assign(peers * local_experts_, 0);
-  counts_from_.assign(peers * local_experts_, 0);
 }
 
 template <typename T>
-void ExpertExchange<T>::plan(const int32_t* expert_offsets) {
-  sent_rows_ = expert_offsets[experts_];
+void ExpertExchange<T>::plan(const int32_t* expert_offsets, Plan& plan) const {
+  plan.sent_rows = expert_offsets[experts_];
+  plan.segments.resize(static_cast<size_t>(local_experts_));
   if (is_local()) {
     for (int64_t e = 0; e < experts_; ++e) {
-      segments_[e].assign(1, {expert_offsets[e], expert_offsets[e + 1] - expert_offsets[e]});
+      plan.segments[e].assign(1,
+                               {expert_offsets[e], expert_offsets[e + 1] - expert_offsets[e]});
     }
-    received_rows_ = sent_rows_;
+    plan.received_rows = plan.sent_rows;
     return;
   }
   const int64_t peers = group_->size(), le = local_experts_;
-  for (int64_t e = 0; e < experts_; ++e) counts_to_[e] = expert_offsets[e + 1] - expert_offsets[e];
-  group_->alltoall(counts_to_.data(), counts_from_.data(), le, parallel::DType::kInt64);
+  for (auto* v :
+       {&plan.send_counts, &plan.send_offsets, &plan.recv_counts, &plan.recv_offsets}) {
+    v->assign(peers, 0);
+  }
+  plan.counts_to.assign(peers * le, 0);
+  plan.counts_from.assign(peers * le, 0);
+  for (int64_t e = 0; e < experts_; ++e) {
+    plan.counts_to[e] = expert_offsets[e + 1] - expert_offsets[e];
+  }
+  group_->alltoall(plan.counts_to.data(), plan.counts_from.data(), le, parallel::DType::kInt64);
 
   int64_t send_at = 0, recv_at = 0;
   for (int64_t p = 0; p < peers; ++p) {
     const int64_t send_rows = expert_offsets[(p + 1) * le] - expert_offsets[p * le];
     int64_t recv_rows = 0;
-    for (int64_t j = 0; j < le; ++j) recv_rows += counts_from_[p * le + j];
-    send_counts_[p] = send_rows * dim_;
-    send_offsets_[p] = send_at;
-    recv_counts_[p] = recv_rows * dim_;
-    recv_offsets_[p] = recv_at;
-    send_at += send_counts_[p];
-    recv_at += recv_counts_[p];
+    for (int64_t j = 0; j < le; ++j) recv_rows += plan.counts_from[p * le + j];
+    plan.send_counts[p] = send_rows * dim_;
+    plan.send_offsets[p] = send_at;
+    plan.recv_counts[p] = recv_rows * dim_;
+    plan.recv_offsets[p] = recv_at;
+    send_at += plan.send_counts[p];
+    recv_at += plan.recv_counts[p];
   }
-  received_rows_ = recv_at / std::max<int64_t>(dim_, 1);
+  plan.received_rows = recv_at / std::max<int64_t>(dim_, 1);
 
   // Received rows are source-major; inside a source's block they are sorted by expert.
-  for (auto& segments : segments_) segments.clear();
+  for (auto& segments : plan.segments) segments.clear();
   int64_t row = 0;
   for (int64_t p = 0; p < peers; ++p) {
     for (int64_t j = 0; j < le; ++j) {
-      const int64_t rows = counts_from_[p * le + j];
-      if (rows > 0) segments_[j].push_back({row, rows});
+      const int64_t rows = plan.counts_from[p * le + j];
+      if (rows > 0) plan.segments[j].push_back({row, rows});
       row += rows;
     }
   }
 }
 
 template <typename T>
-const T* ExpertExchange<T>::dispatch(const T* rows, std::vector<T>& out) {
+const T* ExpertExchange<T>::dispatch(const Plan& plan, const T* rows,
+                                     std::vector<T>& out) const {
   if (is_local()) return rows;
-  out.resize(static_cast<size_t>(std::max<int64_t>(received_rows_ * dim_, 1)));
-  group_->alltoallv(rows, send_counts_.data(), send_offsets_.data(), out.data(),
-                    recv_counts_.data(), recv_offsets_.data(), dtype_of<T>());
+  out.resize(static_cast<size_t>(std::max<int64_t>(plan.received_rows * dim_, 1)));
+  group_->alltoallv(rows, plan.send_counts.data(), plan.send_offsets.data(), out.data(),
+                    plan.recv_counts.data(), plan.recv_offsets.data(), dtype_of<T>());
   return out.data();
 }
 
 template <typename T>
-const T* ExpertExchange<T>::combine(const T* local, std::vector<T>& out) {
+const T* ExpertExchange<T>::combine(const Plan& plan, const T* local,
+                                    std::vector<T>& out) const {
   if (is_local()) return local;
-  out.resize(static_cast<size_t>(std::max<int64_t>(sent_rows_ * dim_, 1)));
+  out.resize(static_cast<size_t>(std::max<int64_t>(plan.sent_rows * dim_, 1)));
   // The reverse exchange: what was received from peer p goes back to p.
-  group_->alltoallv(local, recv_counts_.data(), recv_offsets_.data(), out.data(),
-                    send_counts_.data(), send_offsets_.data(), dtype_of<T>());
+  group_->alltoallv(local, plan.recv_counts.data(), plan.recv_offsets.data(), out.data(),
+                    plan.send_counts.data(), plan.send_offsets.data(), dtype_of<T>());
   return out.data();
 }
 

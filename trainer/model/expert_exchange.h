@@ -7,7 +7,7 @@
 //   plan():     exchange per-expert row counts (one alltoall of El counts per peer).
 //   dispatch(): alltoallv the rows to their experts' ranks. They arrive source-major: all of
 //               source 0's rows (expert by expert), then source 1's, ... Nothing is copied
-//               again: local expert j runs over its segments(j), one run of rows per source,
+//               again: local expert j runs over its plan.segments[j], one run of rows per source,
 //               always in source order, so results do not depend on arrival order. (An
 //               expert-major rearrangement cost two extra passes over the rows; see
 //               bench/results.)
@@ -35,28 +35,30 @@ class ExpertExchange {
     int64_t rows = 0;
   };
 
+  // Everything plan() works out, kept until the backward has made the same moves in reverse
+  // (one per micro-batch in flight, in the MoE layer's saved state).
+  struct Plan {
+    int64_t sent_rows = 0, received_rows = 0;
+    std::vector<int64_t> send_counts, send_offsets;  // per peer, in elements
+    std::vector<int64_t> recv_counts, recv_offsets;
+    std::vector<int64_t> counts_to, counts_from;     // [peer][local expert] rows
+    std::vector<std::vector<Segment>> segments;      // [local expert]
+  };
+
   // expert_offsets [experts + 1]: this rank's sorted rows of global expert e are
   // [offsets[e], offsets[e+1]). Afterwards segments(j) lists where local expert j's rows will
-  // be in the received buffer.
-  void plan(const int32_t* expert_offsets);
-  const std::vector<Segment>& segments(int64_t local_expert) const { return segments_[local_expert]; }
-  int64_t local_rows() const { return received_rows_; }
-  int64_t rows_received() const { return received_rows_; }  // from every source, this step
+  // be in the received buffer (plan.segments[j]), plan.received_rows how many rows arrive.
+  void plan(const int32_t* expert_offsets, Plan& plan) const;
 
   // rows [sent rows, dim] in global-expert order → out [local_rows, dim], source-major.
   // Returns `rows` itself when local (no copy), else out.data().
-  const T* dispatch(const T* rows, std::vector<T>& out);
+  const T* dispatch(const Plan& plan, const T* rows, std::vector<T>& out) const;
   // local [local_rows, dim] source-major → out [sent rows, dim] in the original row order.
-  const T* combine(const T* local, std::vector<T>& out);
+  const T* combine(const Plan& plan, const T* local, std::vector<T>& out) const;
 
  private:
   parallel::Comm* group_;
   int64_t experts_, dim_, local_experts_;
-  int64_t sent_rows_ = 0, received_rows_ = 0;
-  std::vector<int64_t> send_counts_, send_offsets_;         // per peer, in elements
-  std::vector<int64_t> recv_counts_, recv_offsets_;
-  std::vector<int64_t> counts_to_, counts_from_;            // [peer][local expert] rows
-  std::vector<std::vector<Segment>> segments_;              // [local expert]
 };
 
 }  // namespace baleine::model

@@ -1,6 +1,8 @@
 #include "trainer/model/model.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
@@ -11,101 +13,280 @@ namespace baleine::model {
 
 namespace k = baleine::kernels;
 
+namespace {
+constexpr int kWholeModelMicroBatch = 0;
+constexpr int kEvaluationMicroBatch = -1;
+}  // namespace
+
 template <typename T>
 Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism)
-    : config_(c) {
-  embedding_ = store_.declare("embedding", {c.vocab_size, c.hidden}, Init::kNormal, c.init_std,
-                              false);
-  for (int64_t l = 0; l < c.layers; ++l) {
-    blocks_.push_back(std::make_unique<TransformerBlock<T>>(store_, c, l, parallelism));
+    : Model(c, seed, parallelism, parallel::assign_layers(c.layers, 1)) {}
+
+template <typename T>
+Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism,
+                std::vector<parallel::StageLayers> stages)
+    : config_(c), parts_(std::move(stages)) {
+  bool embedding = false, head = false;
+  std::vector<bool> held(static_cast<size_t>(c.layers), false);
+  for (const auto& p : parts_) {
+    embedding |= p.has_embedding;
+    head |= p.has_head;
+    for (int64_t l = p.first_layer; l < p.first_layer + p.layers; ++l) {
+      if (l < 0 || l >= c.layers || held[l]) {
+        throw std::invalid_argument("Model: stage " + std::to_string(p.stage) + " holds block " +
+                                    std::to_string(l) + ", out of range or held twice");
+      }
+      held[l] = true;
+    }
   }
-  final_norm_ = store_.declare("final_norm", {c.hidden}, Init::kOnes, 0, false);
-  head_ = store_.declare("head", {c.vocab_size, c.hidden}, Init::kNormal, c.init_std, true);
+  if (embedding) {
+    embedding_ = store_.declare("embedding", {c.vocab_size, c.hidden}, Init::kNormal, c.init_std,
+                                false);
+  }
+  blocks_.resize(static_cast<size_t>(c.layers));
+  for (int64_t l = 0; l < c.layers; ++l) {
+    if (held[l]) blocks_[l] = std::make_unique<TransformerBlock<T>>(store_, c, l, parallelism);
+  }
+  if (head) {
+    final_norm_ = store_.declare("final_norm", {c.hidden}, Init::kOnes, 0, false);
+    head_ = store_.declare("head", {c.vocab_size, c.hidden}, Init::kNormal, c.init_std, true);
+  }
   store_.allocate(seed);
 }
 
 template <typename T>
-ForwardResult Model<T>::forward(const int32_t* inputs, const int32_t* targets, BatchShape shape) {
-  const int64_t n = shape.tokens(), d = config_.hidden, v = config_.vocab_size;
-  shape_ = shape;
-  inputs_.assign(inputs, inputs + n);
-  targets_.assign(targets, targets + n);
-  residual_.resize(blocks_.size() + 1);
-  for (auto& r : residual_) r.resize(n * d);
-  xf_.resize(n * d);
-  rstd_f_.resize(n);
-  logits_.resize(n * v);
-  lse_.resize(n);
-
-  k::embedding_forward(inputs, store_.value(embedding_), residual_[0].data(), n, d);
-  ForwardResult result;
-  for (size_t l = 0; l < blocks_.size(); ++l) {
-    blocks_[l]->forward(residual_[l].data(), residual_[l + 1].data(), shape);
-    if (auto* moe = blocks_[l]->moe()) result.aux_loss += moe->aux_loss();
+int Model<T>::part_of_stage(int stage) const {
+  for (size_t i = 0; i < parts_.size(); ++i) {
+    if (parts_[i].stage == stage) return static_cast<int>(i);
   }
-  k::rmsnorm_forward(residual_.back().data(), store_.value(final_norm_), xf_.data(),
-                     rstd_f_.data(), n, d, static_cast<T>(config_.norm_eps));
-  k::linear_forward(xf_.data(), store_.value(head_), logits_.data(), n, d, v);
-  result.loss = k::cross_entropy_forward(logits_.data(), targets, lse_.data(), n, v);
+  return -1;
+}
+
+template <typename T>
+typename Model<T>::MicroBatch& Model<T>::start(int part, int micro_batch) {
+  if (part < 0 || part >= static_cast<int>(parts_.size())) {
+    throw std::invalid_argument("Model: no part " + std::to_string(part));
+  }
+  MicroBatch state;
+  if (!spare_.empty()) {
+    state = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  auto [it, inserted] = in_flight_.emplace(std::make_pair(part, micro_batch), std::move(state));
+  if (!inserted) {
+    throw std::logic_error("Model: forward of part " + std::to_string(part) + " micro-batch " +
+                           std::to_string(micro_batch) + " while its previous one is in flight");
+  }
+  return it->second;
+}
+
+template <typename T>
+typename Model<T>::MicroBatch& Model<T>::find(int part, int micro_batch) {
+  auto it = in_flight_.find({part, micro_batch});
+  if (it == in_flight_.end()) {
+    throw std::logic_error("Model: backward of part " + std::to_string(part) + " micro-batch " +
+                           std::to_string(micro_batch) + " without its forward");
+  }
+  return it->second;
+}
+
+template <typename T>
+void Model<T>::release(int part, int micro_batch) {
+  auto it = in_flight_.find({part, micro_batch});
+  if (it == in_flight_.end()) return;
+  if (it->second.awaiting_w) {
+    throw std::logic_error("Model: part " + std::to_string(part) + " micro-batch " +
+                           std::to_string(micro_batch) + " released before its W ran");
+  }
+  spare_.push_back(std::move(it->second));
+  in_flight_.erase(it);
+}
+
+template <typename T>
+void Model<T>::discard(int part, int micro_batch) {
+  auto it = in_flight_.find({part, micro_batch});
+  if (it == in_flight_.end()) return;
+  it->second.weight_grads.clear();  // a forward without backward has no W to run
+  it->second.awaiting_w = false;
+  release(part, micro_batch);
+}
+
+template <typename T>
+ForwardResult Model<T>::forward_part(int part, int micro_batch, const int32_t* inputs,
+                                     const int32_t* targets, const T* x_in, T* x_out,
+                                     BatchShape shape) {
+  const auto& p = parts_.at(static_cast<size_t>(part));
+  const int64_t n = shape.tokens(), d = config_.hidden, v = config_.vocab_size;
+  MicroBatch& mb = start(part, micro_batch);
+  mb.shape = shape;
+  mb.stream.resize(static_cast<size_t>(p.layers + 1));
+  for (auto& s : mb.stream) s.resize(n * d);
+  mb.blocks.resize(static_cast<size_t>(p.layers));
+
+  if (p.has_embedding) {
+    mb.inputs.assign(inputs, inputs + n);
+    k::embedding_forward(inputs, store_.value(embedding_), mb.stream[0].data(), n, d);
+  } else {
+    std::copy(x_in, x_in + n * d, mb.stream[0].data());
+  }
+  ForwardResult result;
+  for (int64_t i = 0; i < p.layers; ++i) {
+    auto& block = *blocks_[p.first_layer + i];
+    block.swap_saved(mb.blocks[i]);  // this micro-batch's buffers in, whatever was there out
+    block.forward(mb.stream[i].data(), mb.stream[i + 1].data(), shape);
+    block.swap_saved(mb.blocks[i]);
+    if (auto* moe = block.moe()) result.aux_loss += moe->aux_loss();
+  }
+  const T* out = mb.stream.back().data();
+  if (!p.has_head) {
+    std::copy(out, out + n * d, x_out);
+    return result;
+  }
+  mb.targets.assign(targets, targets + n);
+  mb.xf.resize(n * d);
+  mb.rstd_f.resize(n);
+  mb.logits.resize(n * v);
+  mb.lse.resize(n);
+  k::rmsnorm_forward(out, store_.value(final_norm_), mb.xf.data(), mb.rstd_f.data(), n, d,
+                     static_cast<T>(config_.norm_eps));
+  k::linear_forward(mb.xf.data(), store_.value(head_), mb.logits.data(), n, d, v);
+  result.loss = k::cross_entropy_forward(mb.logits.data(), targets, mb.lse.data(), n, v);
   return result;
 }
 
 template <typename T>
-void Model<T>::backward(T loss_scale) {
-  const int64_t n = shape_.tokens(), d = config_.hidden, v = config_.vocab_size;
-  dlogits_.resize(n * v);
-  dxf_.resize(n * d);
+void Model<T>::backward_part(int part, int micro_batch, const T* dx_out, T* dx_in, T loss_scale,
+                             bool split) {
+  const auto& p = parts_.at(static_cast<size_t>(part));
+  MicroBatch& mb = find(part, micro_batch);
+  WeightGradQueue<T>* queue = split ? &mb.weight_grads : nullptr;
+  const int64_t n = mb.shape.tokens(), d = config_.hidden, v = config_.vocab_size;
   dstream_.resize(n * d);
   dstream_next_.resize(n * d);
 
-  k::cross_entropy_backward(logits_.data(), targets_.data(), lse_.data(),
-                            static_cast<T>(loss_scale / static_cast<T>(n)), dlogits_.data(), n, v);
-  k::linear_backward_input(dlogits_.data(), store_.value(head_), dxf_.data(), n, d, v);
-  k::linear_backward_weight(dlogits_.data(), xf_.data(), store_.grad(head_), n, d, v);
-  k::rmsnorm_backward(dxf_.data(), residual_.back().data(), store_.value(final_norm_),
-                      rstd_f_.data(), dstream_.data(), store_.grad(final_norm_), n, d);
-  for (size_t l = blocks_.size(); l-- > 0;) {
-    blocks_[l]->backward(dstream_.data(), residual_[l].data(), dstream_next_.data(), shape_,
-                         loss_scale);
+  if (p.has_head) {
+    dlogits_.resize(n * v);
+    dxf_.resize(n * d);
+    k::cross_entropy_backward(mb.logits.data(), mb.targets.data(), mb.lse.data(),
+                              static_cast<T>(loss_scale / static_cast<T>(n)), dlogits_.data(), n,
+                              v);
+    k::linear_backward_input(dlogits_.data(), store_.value(head_), dxf_.data(), n, d, v);
+    const T* dlogits = kept_for_weight_grad(queue, dlogits_.data(), n * v);
+    weight_grad(queue, [=, xf = mb.xf.data()] {
+      k::linear_backward_weight(dlogits, xf, store_.grad(head_), n, d, v);
+    });
+    k::rmsnorm_backward(dxf_.data(), mb.stream.back().data(), store_.value(final_norm_),
+                        mb.rstd_f.data(), dstream_.data(), store_.grad(final_norm_), n, d);
+  } else {
+    std::copy(dx_out, dx_out + n * d, dstream_.data());
+  }
+  for (int64_t i = p.layers; i-- > 0;) {
+    auto& block = *blocks_[p.first_layer + i];
+    block.swap_saved(mb.blocks[i]);
+    block.backward(dstream_.data(), mb.stream[i].data(), dstream_next_.data(), mb.shape,
+                   loss_scale, queue);
+    block.swap_saved(mb.blocks[i]);
     std::swap(dstream_, dstream_next_);
   }
-  k::embedding_backward(inputs_.data(), dstream_.data(), store_.grad(embedding_), n, d);
+  if (p.has_embedding) {
+    // The embedding's backward is all weight gradient: a scatter-add of the stream gradient.
+    const T* dstream = kept_for_weight_grad(queue, dstream_.data(), n * d);
+    weight_grad(queue, [=, ids = mb.inputs.data()] {
+      k::embedding_backward(ids, dstream, store_.grad(embedding_), n, d);
+    });
+  } else {
+    std::copy(dstream_.begin(), dstream_.begin() + n * d, dx_in);
+  }
+  if (split) mb.awaiting_w = true;
+  else release(part, micro_batch);
+}
+
+template <typename T>
+void Model<T>::backward_weight_part(int part, int micro_batch) {
+  MicroBatch& mb = find(part, micro_batch);
+  if (!mb.awaiting_w) {
+    throw std::logic_error("Model: W of part " + std::to_string(part) + " micro-batch " +
+                           std::to_string(micro_batch) + " before its split backward");
+  }
+  mb.weight_grads.run();
+  mb.awaiting_w = false;
+  release(part, micro_batch);
+}
+
+template <typename T>
+void Model<T>::check_whole_model() const {
+  if (parts_.size() != 1 || !parts_[0].has_embedding || !parts_[0].has_head ||
+      parts_[0].layers != config_.layers) {
+    throw std::logic_error("Model: the whole-model API needs one part holding every layer");
+  }
+}
+
+template <typename T>
+ForwardResult Model<T>::forward(const int32_t* inputs, const int32_t* targets, BatchShape shape) {
+  check_whole_model();
+  discard(0, kWholeModelMicroBatch);  // a forward without a backward (a loss probe) is allowed
+  return forward_part(0, kWholeModelMicroBatch, inputs, targets, nullptr, nullptr, shape);
+}
+
+template <typename T>
+void Model<T>::backward(T loss_scale) {
+  backward_part(0, kWholeModelMicroBatch, nullptr, nullptr, loss_scale, false);
 }
 
 template <typename T>
 double Model<T>::evaluate(const int32_t* inputs, const int32_t* targets, BatchShape shape) {
-  // Expert load must only count training tokens: snapshot and restore the counters.
-  std::vector<std::vector<int64_t>> saved_load;
-  for (auto* moe : moe_layers()) saved_load.push_back(moe->load());
-  const double loss = forward(inputs, targets, shape).loss;
-  auto layers = moe_layers();
-  for (size_t i = 0; i < layers.size(); ++i) layers[i]->restore_load(saved_load[i]);
+  check_whole_model();
+  set_counting(false);  // expert load must only count training tokens
+  const double loss =
+      forward_part(0, kEvaluationMicroBatch, inputs, targets, nullptr, nullptr, shape).loss;
+  discard(0, kEvaluationMicroBatch);
+  set_counting(true);
   return loss;
+}
+
+template <typename T>
+void Model<T>::set_counting(bool on) {
+  for (auto* moe : moe_layers()) moe->set_counting(on);
 }
 
 template <typename T>
 std::vector<MoeLayer<T>*> Model<T>::moe_layers() {
   std::vector<MoeLayer<T>*> layers;
   for (auto& b : blocks_) {
-    if (auto* moe = b->moe()) layers.push_back(moe);
+    if (b && b->moe()) layers.push_back(b->moe());
   }
   return layers;
 }
 
 template <typename T>
-ParameterCounts Model<T>::count_parameters() const {
-  ParameterCounts c;
-  for (const auto& e : store_.entries()) {
-    c.on_this_rank += e.size;
-    if (e.placement == Placement::kReplicated) c.total += e.size;
-    if (e.name == "embedding") c.embedding += e.size;
+std::vector<int64_t> Model<T>::moe_layer_indices() const {
+  std::vector<int64_t> indices;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    if (blocks_[l] && blocks_[l]->moe()) indices.push_back(static_cast<int64_t>(l));
   }
-  c.active = c.total;
-  // Routed experts from the config: this rank may hold only some of them.
-  const int64_t per_expert = 3 * config_.moe.intermediate * config_.hidden;  // w1, w3, w2
-  const int64_t moe_layers = config_.layers - config_.dense_layers;
-  c.total += moe_layers * config_.moe.routed_experts * per_expert;
-  c.active += moe_layers * config_.moe.top_k * per_expert;
+  return indices;
+}
+
+ParameterCounts count_parameters(const config::ModelSection& c) {
+  const int64_t d = c.hidden, moe_layers = c.layers - c.dense_layers;
+  const int64_t per_expert = 3 * c.moe.intermediate * d;  // w1, w3, w2
+  const int64_t block_common = 2 * d + 4 * d * d;         // norms, attention
+  const int64_t dense_block = block_common + 3 * d * c.intermediate;
+  const int64_t moe_block_replicated =
+      block_common + c.moe.routed_experts * d + c.moe.shared_experts * per_expert;  // + gate
+  ParameterCounts counts;
+  counts.embedding = c.vocab_size * d;
+  const int64_t replicated = counts.embedding + c.dense_layers * dense_block +
+                             moe_layers * moe_block_replicated + d + c.vocab_size * d;
+  counts.total = replicated + moe_layers * c.moe.routed_experts * per_expert;
+  counts.active = replicated + moe_layers * c.moe.top_k * per_expert;
+  return counts;
+}
+
+template <typename T>
+ParameterCounts Model<T>::count_parameters() const {
+  ParameterCounts c = model::count_parameters(config_);
+  c.on_this_rank = store_.total();
   return c;
 }
 

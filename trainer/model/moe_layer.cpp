@@ -5,6 +5,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/moe_dispatch.h"
+#include "trainer/model/saved_state.h"
 
 namespace baleine::model {
 
@@ -38,50 +39,60 @@ MoeLayer<T>::MoeLayer(ParameterStore<T>& store, const std::string& prefix,
 }
 
 template <typename T>
+void MoeLayer<T>::swap_saved(Saved& other) {
+  std::swap(saved_, other);
+  if (!shared_.empty()) swap_nested_saved(shared_[0], saved_.shared, other.shared);
+}
+
+template <typename T>
 void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   const int64_t n = shape.tokens(), d = config_.dim, e = config_.routed_experts;
   const int64_t kk = config_.top_k, w = config_.expert_width, rows = n * kk;
   const k::RoutingShape rs{n, e, kk};
+  Saved& s = saved_;
   logits_.resize(n * e);
-  scores_.resize(n * e);
-  weights_.resize(rows);
-  chosen_.resize(rows);
-  offsets_.resize(e + 1);
-  row_token_.resize(rows);
-  assignment_row_.resize(rows);
-  xe_.resize(rows * d);
+  s.scores.resize(n * e);
+  s.weights.resize(rows);
+  s.chosen.resize(rows);
+  s.offsets.resize(e + 1);
+  s.row_token.resize(rows);
+  s.assignment_row.resize(rows);
+  s.xe.resize(rows * d);
 
   // Gating stays in high precision (DeepSeek-V3 keeps it out of FP8).
   k::linear_forward(x, store_.value(gate_), logits_.data(), n, d, e);
-  k::routing_forward(logits_.data(), bias_.data(), scores_.data(), chosen_.data(),
-                     weights_.data(), rs, config_.routing);
+  k::routing_forward(logits_.data(), bias_.data(), s.scores.data(), s.chosen.data(),
+                     s.weights.data(), rs, config_.routing);
   aux_loss_ = config_.seq_aux_alpha > 0
-                  ? k::seq_balance_loss_forward(scores_.data(), chosen_.data(), rs, shape.seq,
+                  ? k::seq_balance_loss_forward(s.scores.data(), s.chosen.data(), rs, shape.seq,
                                                 config_.seq_aux_alpha)
                   : 0.0;
-  k::build_expert_index(chosen_.data(), n, kk, e, offsets_.data(), row_token_.data(),
-                        assignment_row_.data());
-  for (int64_t ex = 0; ex < e; ++ex) load_[ex] += offsets_[ex + 1] - offsets_[ex];
-  k::permute_tokens_forward(x, row_token_.data(), xe_.data(), rows, d);
+  k::build_expert_index(s.chosen.data(), n, kk, e, s.offsets.data(), s.row_token.data(),
+                        s.assignment_row.data());
+  if (counting_) {
+    for (int64_t ex = 0; ex < e; ++ex) load_[ex] += s.offsets[ex + 1] - s.offsets[ex];
+  }
+  k::permute_tokens_forward(x, s.row_token.data(), s.xe.data(), rows, d);
 
   // Dispatch: rows travel to the ranks holding their experts.
-  exchange_.plan(offsets_.data());
-  local_x_ = exchange_.dispatch(xe_.data(), local_x_buffer_);
-  const int64_t local_rows = exchange_.local_rows();
-  local_y_.resize(std::max<int64_t>(local_rows * d, 1));
-  expert_scratch_.resize(std::max<int64_t>(local_rows, 1), w);
+  exchange_.plan(s.offsets.data(), s.plan);
+  s.local_x = exchange_.dispatch(s.plan, s.xe.data(), s.local_x_buffer);
+  const int64_t local_rows = s.plan.received_rows;
+  if (counting_) rows_received_ += local_rows;
+  s.local_y.resize(std::max<int64_t>(local_rows * d, 1));
+  s.experts.resize(std::max<int64_t>(local_rows, 1), w);
   for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
-    for (const auto& seg : exchange_.segments(j)) {
+    for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
-      swiglu_mlp_forward(local_x_ + r0 * d, local_y_.data() + r0 * d, seg.rows, d, w,
+      swiglu_mlp_forward(s.local_x + r0 * d, s.local_y.data() + r0 * d, seg.rows, d, w,
                          store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
-                         store_.value(expert_w2_[j]), expert_scratch_.a.data() + r0 * w,
-                         expert_scratch_.b.data() + r0 * w, expert_scratch_.h.data() + r0 * w);
+                         store_.value(expert_w2_[j]), s.experts.a.data() + r0 * w,
+                         s.experts.b.data() + r0 * w, s.experts.h.data() + r0 * w);
     }
   }
   // Combine: outputs return to the token's rank, weighted in a fixed (token, slot) order.
-  ye_ = exchange_.combine(local_y_.data(), ye_buffer_);
-  k::combine_forward(ye_, weights_.data(), assignment_row_.data(), y, n, kk, d);
+  s.ye = exchange_.combine(s.plan, s.local_y.data(), s.ye_buffer);
+  k::combine_forward(s.ye, s.weights.data(), s.assignment_row.data(), y, n, kk, d);
 
   if (!shared_.empty()) {
     shared_out_.resize(n * d);
@@ -91,52 +102,73 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
 }
 
 template <typename T>
-void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T aux_loss_grad) {
+void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T aux_loss_grad,
+                           WeightGradQueue<T>* weight_grads) {
   const int64_t n = shape.tokens(), d = config_.dim, e = config_.routed_experts;
   const int64_t kk = config_.top_k, w = config_.expert_width, rows = n * kk;
   const k::RoutingShape rs{n, e, kk};
+  const Saved& s = saved_;
   dweights_.resize(rows);
   dye_.resize(rows * d);
   dlogits_.resize(n * e);
   dtmp_.resize(n * d);
 
-  k::combine_backward(dy, ye_, weights_.data(), assignment_row_.data(), dye_.data(),
+  k::combine_backward(dy, s.ye, s.weights.data(), s.assignment_row.data(), dye_.data(),
                       dweights_.data(), n, kk, d);
   // The output gradients take the dispatch path to the experts, the input gradients the
   // combine path back.
-  const T* dlocal_y = exchange_.dispatch(dye_.data(), dlocal_y_buffer_);
-  dlocal_x_.resize(std::max<int64_t>(exchange_.local_rows() * d, 1));
+  const T* dlocal_y = exchange_.dispatch(s.plan, dye_.data(), dlocal_y_buffer_);
+  const int64_t local_rows = s.plan.received_rows;
+  dlocal_x_.resize(std::max<int64_t>(local_rows * d, 1));
+  expert_grads_.resize(std::max<int64_t>(local_rows, 1), w);
   for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
-    for (const auto& seg : exchange_.segments(j)) {
+    for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
-      swiglu_mlp_backward(dlocal_y + r0 * d, local_x_ + r0 * d, dlocal_x_.data() + r0 * d,
-                          seg.rows, d, w, store_.value(expert_w1_[j]),
-                          store_.value(expert_w3_[j]), store_.value(expert_w2_[j]),
-                          expert_scratch_.a.data() + r0 * w, expert_scratch_.b.data() + r0 * w,
-                          expert_scratch_.h.data() + r0 * w, store_.grad(expert_w1_[j]),
-                          store_.grad(expert_w3_[j]), store_.grad(expert_w2_[j]),
-                          expert_scratch_.da.data() + r0 * w, expert_scratch_.db.data() + r0 * w,
-                          expert_scratch_.dh.data() + r0 * w);
+      swiglu_mlp_backward_input(dlocal_y + r0 * d, dlocal_x_.data() + r0 * d, seg.rows, d, w,
+                                store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
+                                store_.value(expert_w2_[j]), s.experts.a.data() + r0 * w,
+                                s.experts.b.data() + r0 * w, expert_grads_.da.data() + r0 * w,
+                                expert_grads_.db.data() + r0 * w,
+                                expert_grads_.dh.data() + r0 * w);
     }
   }
-  const T* dxe = exchange_.combine(dlocal_x_.data(), dxe_buffer_);
-  k::permute_tokens_backward(dxe, row_token_.data(), dx, rows, n, d);
+  const T* dxe = exchange_.combine(s.plan, dlocal_x_.data(), dxe_buffer_);
+  k::permute_tokens_backward(dxe, s.row_token.data(), dx, rows, n, d);
 
   const T* dscores_extra = nullptr;
   if (config_.seq_aux_alpha > 0) {
     dscores_.assign(n * e, T(0));
-    k::seq_balance_loss_backward(scores_.data(), chosen_.data(), rs, shape.seq,
+    k::seq_balance_loss_backward(s.scores.data(), s.chosen.data(), rs, shape.seq,
                                  config_.seq_aux_alpha, aux_loss_grad, dscores_.data());
     dscores_extra = dscores_.data();
   }
-  k::routing_backward(dweights_.data(), dscores_extra, scores_.data(), chosen_.data(),
+  k::routing_backward(dweights_.data(), dscores_extra, s.scores.data(), s.chosen.data(),
                       dlogits_.data(), rs, config_.routing);
-  // dx += dlogits·Wgate ; dWgate += dlogitsᵀ·x
+  // dx += dlogits·Wgate
   k::gemm<T>(false, false, n, d, e, T(1), dlogits_.data(), e, store_.value(gate_), d, T(1), dx, d);
-  k::linear_backward_weight(dlogits_.data(), x, store_.grad(gate_), n, d, e);
+
+  // W: the experts' weights over their segments (in source order), then the gate's.
+  const T* dly = kept_for_weight_grad(weight_grads, dlocal_y, local_rows * d);
+  const T* da = kept_for_weight_grad(weight_grads, expert_grads_.da.data(), local_rows * w);
+  const T* db = kept_for_weight_grad(weight_grads, expert_grads_.db.data(), local_rows * w);
+  const T* dlogits = kept_for_weight_grad(weight_grads, dlogits_.data(), n * e);
+  // Only heap pointers are captured: the Saved struct itself moves between micro-batches.
+  weight_grad(weight_grads, [=, segments = s.plan.segments.data(), local_x = s.local_x,
+                             h = s.experts.h.data()] {
+    for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+      for (const auto& seg : segments[j]) {
+        const int64_t r0 = seg.first_row;
+        swiglu_mlp_backward_weight(dly + r0 * d, local_x + r0 * d, seg.rows, d, w,
+                                   h + r0 * w, da + r0 * w, db + r0 * w,
+                                   store_.grad(expert_w1_[j]), store_.grad(expert_w3_[j]),
+                                   store_.grad(expert_w2_[j]));
+      }
+    }
+    k::linear_backward_weight(dlogits, x, store_.grad(gate_), n, d, e);
+  });
 
   if (!shared_.empty()) {
-    shared_[0].backward(dy, x, dtmp_.data(), n);
+    shared_[0].backward(dy, x, dtmp_.data(), n, weight_grads);
     for (int64_t i = 0; i < n * d; ++i) dx[i] += dtmp_[i];
   }
 }
@@ -160,6 +192,7 @@ void MoeLayer<T>::update_bias(double speed) {
     else if (l < mean) bias_[i] += static_cast<T>(speed);
   }
   std::fill(load_.begin(), load_.end(), 0);
+  rows_received_ = 0;
 }
 
 template class MoeLayer<float>;

@@ -43,24 +43,42 @@ class MoeLayer {
  public:
   MoeLayer(ParameterStore<T>& store, const std::string& prefix, const MoeConfig& config);
 
+  // What the forward keeps for the backward (one per micro-batch in flight; see swap_saved).
+  struct Saved {
+    std::vector<T> scores, weights, xe, local_x_buffer, local_y, ye_buffer;
+    // local_x / ye point into the buffers above, or at xe / local_y when the exchange is local
+    const T* local_x = nullptr;
+    const T* ye = nullptr;
+    std::vector<int32_t> chosen, offsets, row_token, assignment_row;
+    typename ExpertExchange<T>::Plan plan;
+    MlpActivations<T> experts;              // of every received row
+    typename SwiGluMlp<T>::Saved shared;
+  };
+  void swap_saved(Saved& other);
+
   // x, y: [tokens, dim]. Adds this micro-batch's tokens per expert to the step's load.
   void forward(const T* x, T* y, BatchShape shape);
   // aux_loss_grad: d(total loss)/d(this layer's balance loss), i.e. the micro-batch's loss
-  // scale. dx overwritten; parameter gradients accumulated.
-  void backward(const T* dy, const T* x, T* dx, BatchShape shape, T aux_loss_grad);
+  // scale. dx overwritten; weight gradients (gate, experts, shared experts) accumulated, or
+  // queued on weight_grads (x must then outlive the queue).
+  void backward(const T* dy, const T* x, T* dx, BatchShape shape, T aux_loss_grad,
+                WeightGradQueue<T>* weight_grads = nullptr);
 
   double aux_loss() const { return aux_loss_; }  // of the last forward (0 when alpha == 0)
 
+  // Whether forwards add to load() and rows_received() (off for validation).
+  void set_counting(bool on) { counting_ = on; }
   // Tokens routed to each expert since the last reset (all micro-batches of a step).
   const std::vector<int64_t>& load() const { return load_; }
   void restore_load(const std::vector<int64_t>& load) { load_ = load; }
   // max/mean of load(); 1 is perfect balance.
   double load_imbalance() const;
-  // bias_e += speed · sign(mean load − load_e), then resets the load counters.
+  // bias_e += speed · sign(mean load − load_e), then resets load() and rows_received().
   void update_bias(double speed);
   std::vector<T>& bias() { return bias_; }
-  // Rows this rank's experts received in the last forward (from every EP source).
-  int64_t rows_received() const { return exchange_.rows_received(); }
+  // Rows this rank's experts received since the last reset (update_bias), from every EP
+  // source: the dispatch traffic of a step.
+  int64_t rows_received() const { return rows_received_; }
 
  private:
   ParameterStore<T>& store_;
@@ -71,17 +89,14 @@ class MoeLayer {
   std::vector<SwiGluMlp<T>> shared_;  // zero or one MLP holding all shared experts
   std::vector<T> bias_;
   std::vector<int64_t> load_;
+  int64_t rows_received_ = 0;
+  bool counting_ = true;
   double aux_loss_ = 0;
 
-  // saved activations; local_x_/ye_ point into the buffers below, or at xe_/local_y_ when the
-  // exchange is local
-  std::vector<T> logits_, scores_, weights_, xe_, shared_out_;
-  std::vector<T> local_x_buffer_, local_y_, ye_buffer_;
-  const T* local_x_ = nullptr;
-  const T* ye_ = nullptr;
-  std::vector<int32_t> chosen_, offsets_, row_token_, assignment_row_;
-  MlpScratch<T> expert_scratch_;
+  Saved saved_;
+  std::vector<T> logits_, shared_out_;  // forward temporaries
   // backward temporaries
+  MlpGradients<T> expert_grads_;
   std::vector<T> dlogits_, dscores_, dweights_, dye_, dlocal_y_buffer_, dlocal_x_, dxe_buffer_,
       dtmp_;
 };

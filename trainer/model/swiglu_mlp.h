@@ -7,41 +7,59 @@
 #include <vector>
 
 #include "trainer/model/parameters.h"
+#include "trainer/model/weight_grad_queue.h"
 
 namespace baleine::model {
 
-// Scratch of one MLP application to `rows` rows of width `width`.
+// What one MLP application to `rows` rows of width `width` keeps for its backward.
 template <typename T>
-struct MlpScratch {
-  std::vector<T> a, b, h;        // saved for the backward
-  std::vector<T> da, db, dh;     // backward temporaries
+struct MlpActivations {
+  std::vector<T> a, b, h;  // x·W1ᵀ, x·W3ᵀ, silu(a) ⊙ b
   void resize(int64_t rows, int64_t width);
 };
 
-// Runs the MLP on rows [row_begin, row_end) of x/y; a, b, h (in scratch) use the same rows.
+// Backward temporaries: gradients of a, b and h.
+template <typename T>
+struct MlpGradients {
+  std::vector<T> da, db, dh;
+  void resize(int64_t rows, int64_t width);
+};
+
+// y = MLP(x) over `rows` rows; a, b, h are saved for the backward.
 template <typename T>
 void swiglu_mlp_forward(const T* x, T* y, int64_t rows, int64_t dim, int64_t width, const T* w1,
                         const T* w3, const T* w2, T* a, T* b, T* h);
-// dx (overwritten) and dw1, dw3, dw2 (accumulated).
+// B: dx (overwritten), and da, db for the weight gradients; dh is scratch.
 template <typename T>
-void swiglu_mlp_backward(const T* dy, const T* x, T* dx, int64_t rows, int64_t dim,
-                         int64_t width, const T* w1, const T* w3, const T* w2, const T* a,
-                         const T* b, const T* h, T* dw1, T* dw3, T* dw2, T* da, T* db, T* dh);
+void swiglu_mlp_backward_input(const T* dy, T* dx, int64_t rows, int64_t dim, int64_t width,
+                               const T* w1, const T* w3, const T* w2, const T* a, const T* b,
+                               T* da, T* db, T* dh);
+// W: dw1 += daᵀ·x, dw3 += dbᵀ·x, dw2 += dyᵀ·h.
+template <typename T>
+void swiglu_mlp_backward_weight(const T* dy, const T* x, int64_t rows, int64_t dim,
+                                int64_t width, const T* h, const T* da, const T* db, T* dw1,
+                                T* dw3, T* dw2);
 
 template <typename T>
 class SwiGluMlp {
  public:
+  using Saved = MlpActivations<T>;
+
   SwiGluMlp(ParameterStore<T>& store, const std::string& prefix, int64_t dim, int64_t width,
             double init_std, double out_std);
   void forward(const T* x, T* y, int64_t rows);
-  void backward(const T* dy, const T* x, T* dx, int64_t rows);
+  // dx overwritten; weight gradients accumulated or queued (x must then outlive the queue).
+  void backward(const T* dy, const T* x, T* dx, int64_t rows,
+                WeightGradQueue<T>* weight_grads = nullptr);
+  void swap_saved(Saved& other) { std::swap(saved_, other); }
   int64_t width() const { return width_; }
 
  private:
   ParameterStore<T>& store_;
   int64_t dim_, width_;
   typename ParameterStore<T>::Handle w1_, w3_, w2_;
-  MlpScratch<T> scratch_;
+  Saved saved_;
+  MlpGradients<T> grads_;
 };
 
 }  // namespace baleine::model

@@ -38,6 +38,11 @@ const float* AdamW::segment_grad(const model::ParameterStore<float>& params,
 
 StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t step) {
   const int64_t dp_size = groups_.dp ? groups_.dp->size() : 1;
+  const int copies = groups_.mirror ? groups_.mirror->size() : 1;
+  if (copies > 1) {
+    allreduce_in_buckets(groups_.mirror, params.grads().data(), params.total(),
+                         bucket_elements(groups_.bucket_mb));
+  }
   if (zero_) {
     for (auto& s : segments_) reduce_scatter_gradients(params, s.shard, dp_size, s.padded, s.grad);
   } else {
@@ -56,6 +61,12 @@ StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t s
     experts = sums[1];
   } else if (groups_.ep && groups_.ep->size() > 1) {
     groups_.ep->allreduce_sum(&experts, 1, parallel::DType::kFloat64);
+  }
+  if (groups_.pp && groups_.pp->size() > 1) {
+    double sums[2] = {replicated, experts};
+    groups_.pp->allreduce_sum(sums, 2, parallel::DType::kFloat64);
+    replicated = sums[0] / copies;
+    experts = sums[1] / copies;
   }
   StepStats stats;
   stats.grad_norm = std::sqrt(replicated + experts);

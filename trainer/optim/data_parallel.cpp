@@ -16,6 +16,10 @@ Shard make_shard(const model::Region& region, parallel::Comm* group) {
   return s;
 }
 
+int64_t bucket_elements(double bucket_mb) {
+  return std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024 / sizeof(float)));
+}
+
 void allreduce_in_buckets(parallel::Comm* group, float* data, int64_t count,
                           int64_t bucket_elements) {
   if (!group || group->size() == 1) return;
@@ -26,7 +30,7 @@ void allreduce_in_buckets(parallel::Comm* group, float* data, int64_t count,
 
 void average_gradients(model::ParameterStore<float>& params, const DataParallelGroups& groups) {
   if (!groups.dp || groups.dp->size() == 1) return;
-  const int64_t bucket = std::max<int64_t>(1, static_cast<int64_t>(groups.bucket_mb * 1024 * 1024 / 4));
+  const int64_t bucket = bucket_elements(groups.bucket_mb);
   const auto replicated = params.region(model::Placement::kReplicated);
   const auto experts = params.region(model::Placement::kExpert);
   float* grads = params.grads().data();

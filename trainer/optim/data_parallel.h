@@ -19,6 +19,12 @@ struct DataParallelGroups {
   parallel::Comm* ep = nullptr;
   parallel::Comm* expert_dp = nullptr;
   double bucket_mb = 25.0;
+  // Pipeline parallelism: the members hold different layers, so the gradient norm sums over
+  // them. DualPipe: `mirror` pairs the two pipeline ranks holding the same layers; their
+  // gradients (from the two directions' micro-batches) are summed first, and the norm counts
+  // each layer once.
+  parallel::Comm* pp = nullptr;
+  parallel::Comm* mirror = nullptr;
 };
 
 // The part of one region that this rank updates under ZeRO-1: [begin, end) in region
@@ -33,6 +39,8 @@ struct Shard {
 
 Shard make_shard(const model::Region& region, parallel::Comm* group);
 
+// FP32 elements in a bucket of bucket_mb MiB (at least 1).
+int64_t bucket_elements(double bucket_mb);
 // All-reduce (sum) `data` over `group` in buckets of at most bucket_elements.
 void allreduce_in_buckets(parallel::Comm* group, float* data, int64_t count,
                           int64_t bucket_elements);

@@ -46,6 +46,15 @@ std::string format_progress_line(const StepRecord& r) {
   return line;
 }
 
+namespace {
+// [0.0123,0.0456]: seconds to 0.1 ms.
+std::string json_array(const std::vector<double>& values) {
+  std::string json = "[";
+  for (size_t i = 0; i < values.size(); ++i) json += printf_string(i ? ",%.4f" : "%.4f", values[i]);
+  return json + "]";
+}
+}  // namespace
+
 std::string format_metrics_json(const StepRecord& r) {
   std::string json = printf_string(
       "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens\":%lld,"
@@ -67,6 +76,10 @@ std::string format_metrics_json(const StepRecord& r) {
       json += "]";
     }
     json += "]";
+  }
+  if (!r.pipeline_busy_s.empty()) {
+    json += ",\"pipeline_busy_s\":" + json_array(r.pipeline_busy_s);
+    json += ",\"pipeline_bubble_s\":" + json_array(r.pipeline_bubble_s);
   }
   if (!r.dispatch_rows_per_rank.empty()) {
     json += ",\"dispatch_rows_per_rank\":[";

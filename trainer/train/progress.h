@@ -26,6 +26,10 @@ struct StepRecord {
   // Expert parallelism: rows each world rank's experts received in the step's all-to-alls
   // (all MoE layers and micro-batches); empty without EP.
   std::vector<int64_t> dispatch_rows_per_rank;
+  // Pipeline parallelism: each world rank's seconds inside its stages' compute (busy) and the
+  // rest of its step's pipeline (the bubble: waiting for activations and gradients); empty
+  // without a pipeline.
+  std::vector<double> pipeline_busy_s, pipeline_bubble_s;
 };
 
 // "step   10/200 | loss 3.2145 | val 3.1002 | lr 1.20e-03 | grad 0.85 | 12.3k tok/s | 0:12 elapsed | eta 2:00"

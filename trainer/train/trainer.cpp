@@ -11,15 +11,19 @@
 #include <vector>
 
 #include "kernels/device.h"
+#include "parallel/pipeline_executor.h"
 #include "trainer/data/dataset.h"
 #include "trainer/errors.h"
 #include "trainer/model/model.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/train/fault_injection.h"
+#include "trainer/train/expert_balance.h"
 #include "trainer/train/param_dump.h"
+#include "trainer/train/pipeline_plan.h"
 #include "trainer/train/progress.h"
 #include "trainer/train/run_dir.h"
+#include "trainer/train/stage_work.h"
 
 namespace baleine::train {
 
@@ -45,16 +49,18 @@ struct Batch {
 };
 
 // Mean validation loss over a fixed set of windows (the same every time, so the curve is
-// comparable across the run). Every rank evaluates all of them: with expert parallelism each
-// forward is collective, and identical inputs make every rank's answer the single-process one.
-double validation_loss(model::Model<float>& model, const data::BatchSampler& sampler,
-                       const config::TrainSection& t, Batch& batch) {
-  double sum = 0;
-  const model::BatchShape shape{t.micro_batch, t.seq_len};
-  for (int64_t b = 0; b < t.eval_batches; ++b) {
-    sampler.fill(0, b * t.micro_batch, t.micro_batch, batch.inputs.data(), batch.targets.data());
-    sum += model.evaluate(batch.inputs.data(), batch.targets.data(), shape);
-  }
+// comparable across the run), run through the pipeline as forward-only micro-batches. Every
+// data-parallel replica evaluates all of them: with expert parallelism each forward is
+// collective, and identical inputs make every rank's answer the single-process one.
+double validation_loss(ModelStageWork& work, parallel::PipelineExecutor& evaluator,
+                       const data::BatchSampler& sampler, const config::TrainSection& t,
+                       const parallel::ProcessGroups& g) {
+  work.begin_evaluation([&](int b, int32_t* inputs, int32_t* targets) {
+    sampler.fill(0, b * t.micro_batch, t.micro_batch, inputs, targets);
+  });
+  evaluator.run(work);
+  double sum = work.loss_sum();  // on the rank holding the head; 0 elsewhere
+  g.pp->allreduce_sum(&sum, 1, DType::kFloat64);
   return sum / static_cast<double>(t.eval_batches);
 }
 
@@ -121,6 +127,23 @@ void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroup
   out << "run dir: " << run_dir << "\n" << std::flush;
 }
 
+// Which of this rank's MoE layers it reports: those of its direction-0 stages (DualPipe's
+// direction-1 copies are mirrors of layers another rank reports).
+std::vector<bool> reported_moe_layers(model::Model<float>& model, const PipelinePlan& pipeline) {
+  std::vector<bool> reported;
+  for (const int64_t layer : model.moe_layer_indices()) {
+    bool mine = false;
+    for (size_t i = 0; i < pipeline.parts.size(); ++i) {
+      const auto& part = pipeline.parts[i];
+      if (layer >= part.first_layer && layer < part.first_layer + part.layers) {
+        mine = pipeline.part_directions[i] == 0;
+      }
+    }
+    reported.push_back(mine);
+  }
+  return reported;
+}
+
 }  // namespace
 
 TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
@@ -144,14 +167,18 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
 
   const auto& placement = g.placement();
   const bool expert_parallel = g.topology.ep() > 1;
+  const PipelinePlan pipeline = plan_pipeline(c, placement.stage);
   model::Model<float> model(c.model, c.run.seed,
-                            {expert_parallel ? g.ep.get() : nullptr, placement.expert_begin});
+                            {expert_parallel ? g.ep.get() : nullptr, placement.expert_begin},
+                            pipeline.parts);
   optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters(),
-                         {g.dp.get(), g.ep.get(), g.expert_dp.get(), c.parallel.bucket_mb},
+                         {g.dp.get(), g.ep.get(), g.expert_dp.get(), c.parallel.bucket_mb,
+                          g.pp.get(), g.mirror.get()},
                          c.parallel.zero == 1);
   if (run_dir) {
     print_start_banner(c, g, model.count_parameters(), optimizer, train_data, val_data.get(),
                        run_dir->path(), out);
+    if (c.parallel.pp > 1) out << describe_pipeline(c, pipeline) << std::flush;
     for (const auto& kept : run_dir->kept_previous()) {
       out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
     }
@@ -164,32 +191,38 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
   const int64_t tokens_per_step = t.global_batch * t.seq_len;
   // This rank's slice of every global batch: rows [first_row, first_row + accum·micro_batch).
   const int64_t first_row = placement.dp_rank * accum * t.micro_batch;
-  auto moe_layers = model.moe_layers();
-  Batch batch;
-  batch.resize(t.micro_batch, t.seq_len);
-  std::vector<int64_t> loads, dispatch_rows(static_cast<size_t>(g.world->size()));
+  parallel::PipelineExecutor executor(pipeline.schedule, g.pp.get());
+  parallel::PipelineExecutor evaluator(
+      parallel::forward_only_schedule(pipeline.schedule, static_cast<int>(t.eval_batches)),
+      g.pp.get());
+  ModelStageWork work(model, shape);
+  int64_t step = 0;
+  work.on_first_forward([&] { fault.maybe_fail(step); });
+  const auto moe_layers = model.moe_layers();
+  const std::vector<bool> reported = reported_moe_layers(model, pipeline);
+  std::vector<int64_t> dispatch_rows(static_cast<size_t>(g.world->size()));
+  std::vector<double> timings(2 * static_cast<size_t>(g.world->size()));
 
   TrainSummary summary;
   const auto loop_start = Clock::now();
   auto window_start = loop_start;
   int64_t window_tokens = 0;
   double window_eval_seconds = 0;  // validation time is not training throughput
-  for (int64_t step = 1; step <= t.steps; ++step) {
+  for (step = 1; step <= t.steps; ++step) {
     const auto step_start = Clock::now();
     const double lr = optim::learning_rate(t.lr, step, t.steps);
     model.parameters().zero_grads();
-    double losses[2] = {0, 0};  // cross-entropy, balance loss: this rank's mean
-    int64_t rows_received = 0;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      train_sampler.fill(step, first_row + micro * t.micro_batch, t.micro_batch,
-                         batch.inputs.data(), batch.targets.data());
-      const auto result = model.forward(batch.inputs.data(), batch.targets.data(), shape);
-      if (micro == 0) fault.maybe_fail(step);
-      model.backward(loss_scale);
-      losses[0] += result.loss / static_cast<double>(accum);
-      losses[1] += result.aux_loss / static_cast<double>(accum);
-      for (auto* moe : moe_layers) rows_received += moe->rows_received();
-    }
+    work.begin_training(
+        [&](int micro, int32_t* inputs, int32_t* targets) {
+          train_sampler.fill(step, first_row + micro * t.micro_batch, t.micro_batch, inputs,
+                             targets);
+        },
+        loss_scale);
+    const parallel::PipelineTiming timing = executor.run(work);
+    // Cross-entropy and balance loss of this replica's micro-batches, over its pipeline ranks.
+    double losses[2] = {work.loss_sum() / static_cast<double>(accum),
+                        work.aux_loss_sum() / static_cast<double>(accum)};
+    g.pp->allreduce_sum(losses, 2, DType::kFloat64);
     g.dp->allreduce_sum(losses, 2, DType::kFloat64);
     const auto stats = optimizer.step(model.parameters(), lr, step);
 
@@ -200,37 +233,36 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     r.aux_loss = losses[1] / static_cast<double>(c.parallel.dp);
     r.lr = lr;
     r.grad_norm = stats.grad_norm;
-    r.has_moe = !moe_layers.empty();
-    r.expert_imbalance = 0;
-
-    // Balancing sees the whole global batch: every rank sums the loads of all ranks, so the
-    // replicated bias moves identically everywhere.
-    loads.clear();
-    for (auto* moe : moe_layers) loads.insert(loads.end(), moe->load().begin(), moe->load().end());
-    if (!loads.empty()) g.dp->allreduce_sum(loads.data(), static_cast<int64_t>(loads.size()), DType::kInt64);
-    std::vector<ExpertLoadRecord> routing;
-    for (size_t i = 0; i < moe_layers.size(); ++i) {
-      auto* moe = moe_layers[i];
-      const auto e = static_cast<int64_t>(moe->load().size());
-      moe->restore_load({loads.begin() + static_cast<int64_t>(i) * e,
-                         loads.begin() + static_cast<int64_t>(i + 1) * e});
-      const double imbalance = moe->load_imbalance();
-      r.expert_imbalance = std::max(r.expert_imbalance, imbalance);
-      r.expert_load.push_back(moe->load());
-      routing.push_back({c.model.dense_layers + static_cast<int64_t>(i), moe->load(), moe->bias(),
-                         imbalance});
-      moe->update_bias(c.model.moe.bias_update_speed);  // also resets the load counters
+    r.has_moe = c.model.layers > c.model.dense_layers;
+    int64_t rows_received = 0;
+    for (auto* moe : moe_layers) rows_received += moe->rows_received();
+    if (r.has_moe) {
+      // Balancing sees the whole global batch, so replicated biases move identically.
+      const auto balance =
+          balance_experts(model, g, reported, c.model.moe.bias_update_speed);
+      r.expert_imbalance = balance.max_imbalance;
+      for (const auto& layer : balance.layers) r.expert_load.push_back(layer.load);
+      if (run_dir) run_dir->expert_load().append(format_expert_load_json(step, balance.layers));
     }
     if (expert_parallel) {
       g.world->allgather(&rows_received, dispatch_rows.data(), 1, DType::kInt64);
       r.dispatch_rows_per_rank = dispatch_rows;
+    }
+    if (c.parallel.pp > 1) {
+      // Each rank's time in its stages' compute and waiting (the bubble), for every rank.
+      const double mine[2] = {timing.busy_s, timing.bubble_s()};
+      g.world->allgather(mine, timings.data(), 2, DType::kFloat64);
+      for (size_t i = 0; i < timings.size(); i += 2) {
+        r.pipeline_busy_s.push_back(timings[i]);
+        r.pipeline_bubble_s.push_back(timings[i + 1]);
+      }
     }
 
     const bool last = step == t.steps;
     if (val_sampler && (last || (t.eval_every > 0 && step % t.eval_every == 0))) {
       const auto eval_start = Clock::now();
       r.has_val_loss = true;
-      r.val_loss = validation_loss(model, *val_sampler, t, batch);
+      r.val_loss = validation_loss(work, evaluator, *val_sampler, t, g);
       window_eval_seconds += seconds_since(eval_start);
       summary.has_val_loss = true;
       summary.last_val_loss = r.val_loss;
@@ -243,10 +275,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
               static_cast<double>(t.steps - step);
     r.tokens_per_s = static_cast<double>(window_tokens) /
                      std::max(1e-9, seconds_since(window_start) - window_eval_seconds);
-    if (run_dir) {
-      run_dir->metrics().append(format_metrics_json(r));
-      if (!routing.empty()) run_dir->expert_load().append(format_expert_load_json(step, routing));
-    }
+    if (run_dir) run_dir->metrics().append(format_metrics_json(r));
     if (step == 1 || last || r.has_val_loss || step % c.log.every == 0) {
       out << format_progress_line(r) << "\n" << std::flush;
       window_start = Clock::now();
