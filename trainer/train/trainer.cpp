@@ -40,14 +40,6 @@ double seconds_since(Clock::time_point t) {
 constexpr uint64_t kTrainStream = 0;
 constexpr uint64_t kValStream = 1;
 
-struct Batch {
-  std::vector<int32_t> inputs, targets;
-  void resize(int64_t rows, int64_t seq) {
-    inputs.resize(rows * seq);
-    targets.resize(rows * seq);
-  }
-};
-
 // Mean validation loss over a fixed set of windows (the same every time, so the curve is
 // comparable across the run), run through the pipeline as forward-only micro-batches. Every
 // data-parallel replica evaluates all of them: with expert parallelism each forward is
