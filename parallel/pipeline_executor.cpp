@@ -38,10 +38,8 @@ struct BufferKey {
 
 // "activation for s2 m3", "gradient for d1:s0 m5": the consumer, as describe() writes stages.
 std::string key_text(const BufferKey& key) {
-  const StageRef& c = key.consumer;
   return std::string(key.boundary == kActivation ? "activation" : "gradient") + " for " +
-         (c.direction == 0 ? "" : "d" + std::to_string(c.direction) + ":") + "s" +
-         std::to_string(c.stage) + " m" + std::to_string(key.micro_batch);
+         describe(key.consumer) + " m" + std::to_string(key.micro_batch);
 }
 
 bool is_receive(OpKind kind) {

@@ -63,16 +63,15 @@ int Schedule::rank_of(const StageRef& stage) const {
 
 // --- describe ----------------------------------------------------------------------------------
 
-namespace {
-
-// "s3" for the (only) first direction, "d1:s3" for DualPipe's second pipeline.
-std::string stage_text(const StageRef& s) {
+std::string describe(const StageRef& s) {
   std::string text = "s" + std::to_string(s.stage);
   return s.direction == 0 ? text : "d" + std::to_string(s.direction) + ":" + text;
 }
 
+namespace {
+
 std::string at(const StageRef& s, int micro_batch) {
-  return stage_text(s) + " m" + std::to_string(micro_batch);
+  return describe(s) + " m" + std::to_string(micro_batch);
 }
 
 }  // namespace

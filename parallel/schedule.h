@@ -84,6 +84,8 @@ Schedule make_schedule(ScheduleKind kind, int ranks, int micro_batches);
 
 // One line per op, e.g. "F s0 m3", "BI s1 m0", "F&B s0 m5 | B s0 m1", "send-act s0 m3 -> r1".
 std::string describe(const Op& op);
+// "s3" for the (only) first direction, "d1:s3" for DualPipe's second pipeline.
+std::string describe(const StageRef& stage);
 
 // --- simulation ----------------------------------------------------------------------------
 //

@@ -14,7 +14,6 @@
 #include "trainer/cli_args.h"
 #include "trainer/config/config.h"
 #include "trainer/errors.h"
-#include "trainer/train/pipeline_plan.h"
 #include "trainer/train/run_dir.h"
 
 namespace baleine::cli {
@@ -101,7 +100,7 @@ int run_schedule(const std::vector<std::string>& args) {
                    c.model.layers);
   for (int r = 0; r < ranks; ++r) {
     std::cout << "rank " << r << " holds";
-    for (const auto& st : schedule.stages_of_rank[r]) std::cout << " " << train::stage_text(st, schedule.directions);
+    for (const auto& st : schedule.stages_of_rank[r]) std::cout << " " << parallel::describe(st);
     std::cout << "; " << schedule.ops[r].size() << " ops:\n ";
     int width = 1;
     for (size_t i = 0; i < schedule.ops[r].size(); ++i) {

@@ -173,12 +173,11 @@ void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T a
   }
 }
 
-template <typename T>
-double MoeLayer<T>::load_imbalance() const {
-  const int64_t total = std::accumulate(load_.begin(), load_.end(), int64_t{0});
+double load_imbalance(const std::vector<int64_t>& load) {
+  const int64_t total = std::accumulate(load.begin(), load.end(), int64_t{0});
   if (total == 0) return 1.0;
-  const double mean = static_cast<double>(total) / static_cast<double>(load_.size());
-  return static_cast<double>(*std::max_element(load_.begin(), load_.end())) / mean;
+  const double mean = static_cast<double>(total) / static_cast<double>(load.size());
+  return static_cast<double>(*std::max_element(load.begin(), load.end())) / mean;
 }
 
 template <typename T>

@@ -38,6 +38,9 @@ struct MoeConfig {
   int64_t expert_begin = 0;
 };
 
+// max/mean of tokens per expert; 1 is perfect balance (and an empty step).
+double load_imbalance(const std::vector<int64_t>& load);
+
 template <typename T>
 class MoeLayer {
  public:
@@ -71,8 +74,6 @@ class MoeLayer {
   // Tokens routed to each expert since the last reset (all micro-batches of a step).
   const std::vector<int64_t>& load() const { return load_; }
   void restore_load(const std::vector<int64_t>& load) { load_ = load; }
-  // max/mean of load(); 1 is perfect balance.
-  double load_imbalance() const;
   // bias_e += speed · sign(mean load − load_e), then resets load() and rows_received().
   void update_bias(double speed);
   std::vector<T>& bias() { return bias_; }

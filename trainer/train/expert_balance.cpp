@@ -32,11 +32,9 @@ ExpertBalance balance_experts(model::Model<float>& model, const parallel::Proces
     const int64_t row = (indices[i] - c.dense_layers) * experts;
     std::copy(first, first + experts, all_loads.begin() + row);
     std::copy(held[i]->bias().begin(), held[i]->bias().end(), all_bias.begin() + row);
-    held[i]->update_bias(speed);  // after its bias was recorded; also resets the counters
   }
-  for (size_t i = 0; i < held.size(); ++i) {
-    if (!reported[i]) held[i]->update_bias(speed);
-  }
+  // After the biases of this step were recorded; also resets the load counters.
+  for (auto* moe : held) moe->update_bias(speed);
   if (g.pp && g.pp->size() > 1 && moe_layers > 0) {
     g.pp->allreduce_sum(all_loads.data(), static_cast<int64_t>(all_loads.size()), DType::kInt64);
     g.pp->allreduce_sum(all_bias.data(), static_cast<int64_t>(all_bias.size()), DType::kFloat64);
@@ -50,14 +48,7 @@ ExpertBalance balance_experts(model::Model<float>& model, const parallel::Proces
     for (int64_t e = 0; e < experts; ++e) {
       r.bias.push_back(static_cast<float>(all_bias[m * experts + e]));
     }
-    int64_t total = 0, most = 0;
-    for (const int64_t l : r.load) {
-      total += l;
-      most = std::max(most, l);
-    }
-    // max / mean, as MoeLayer::load_imbalance()
-    const double mean = static_cast<double>(total) / static_cast<double>(experts);
-    r.imbalance = total > 0 ? static_cast<double>(most) / mean : 1.0;
+    r.imbalance = model::load_imbalance(r.load);
     balance.max_imbalance = m == 0 ? r.imbalance : std::max(balance.max_imbalance, r.imbalance);
     balance.layers.push_back(std::move(r));
   }

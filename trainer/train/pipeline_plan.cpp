@@ -23,11 +23,6 @@ PipelinePlan plan_pipeline(const config::RunConfig& c, int pipeline_rank) {
   return plan;
 }
 
-std::string stage_text(const parallel::StageRef& stage, int directions) {
-  return (directions > 1 ? "d" + std::to_string(stage.direction) + "." : std::string()) + "s" +
-         std::to_string(stage.stage);
-}
-
 std::string describe_pipeline(const config::RunConfig& c, const PipelinePlan& plan) {
   const auto& s = plan.schedule;
   std::string text = "pipeline: " + c.parallel.schedule + " over " + std::to_string(s.ranks) +
@@ -38,7 +33,7 @@ std::string describe_pipeline(const config::RunConfig& c, const PipelinePlan& pl
   for (int r = 0; r < s.ranks; ++r) {
     text += "  pipeline rank " + std::to_string(r) + " runs";
     for (const auto& ref : s.stages_of_rank[static_cast<size_t>(r)]) {
-      text += " " + stage_text(ref, s.directions);
+      text += " " + parallel::describe(ref);
     }
     text += "\n";
   }

@@ -25,7 +25,4 @@ PipelinePlan plan_pipeline(const config::RunConfig& config, int pipeline_rank);
 // The lines printed at start: schedule, stage assignment, what each pipeline rank holds.
 std::string describe_pipeline(const config::RunConfig& config, const PipelinePlan& plan);
 
-// "s3", or "d1.s2" for DualPipe's second direction.
-std::string stage_text(const parallel::StageRef& stage, int directions);
-
 }  // namespace baleine::train
