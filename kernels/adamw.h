@@ -19,6 +19,14 @@ struct AdamWStep {
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
                   const AdamWStep& step);
 
+// The same update with the moments stored as BF16 bit patterns (kernels/fp8.h), which halves
+// the optimizer state (DeepSeek-V3 report §3.3.3 keeps AdamW's moments in BF16). Each element
+// is updated in FP32 exactly as adamw_update does, from the decoded moments; the parameter step
+// uses the new FP32 moments, and only what is stored is rounded (to nearest even). So the
+// result equals adamw_update on the decoded moments followed by bf16_encode of m and v.
+void adamw_update_bf16_moments(float* param, const float* grad, uint16_t* m, uint16_t* v,
+                               int64_t n, const AdamWStep& step);
+
 // Σ x² in double (for the global gradient norm).
 template <typename T>
 double sum_of_squares(const T* x, int64_t n);

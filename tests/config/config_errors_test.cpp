@@ -216,10 +216,7 @@ const RangeCase kRangeCases[] = {
      "model.moe.expert_groups (3) equal groups: 8 % 3 = 2", ""},
     {"model.moe.max_groups_per_token", "2", "must be in [0, model.moe.expert_groups] = [0, 1], "
      "got 2", ""},
-    {"precision.compute", "bf16", "'bf16' is not available yet (lands with the FP8 issue)",
-     "set precision.compute: fp32"},
-    {"precision.compute", "fp8", "'fp8' is not available yet (lands with the FP8 issue)", ""},
-    {"precision.compute", "fp16", "unknown value 'fp16'", "Choose one of: fp32"},
+    {"precision.compute", "fp16", "unknown value 'fp16'", "Choose one of: fp32, bf16, fp8"},
     {"log.every", "0", "must be >= 1, got 0", ""},
 };
 

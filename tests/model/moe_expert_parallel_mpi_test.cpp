@@ -51,8 +51,9 @@ std::map<std::string, std::vector<double>> gradients_by_name(ParameterStore<doub
   return out;
 }
 
-// Runs the comparison with the given routing bias (the same on every rank).
-void expect_sharded_matches_full_model(parallel::Comm& world, const std::vector<double>& bias) {
+// Runs the comparison with the given routing bias (the same on every rank) and Linear formats.
+void expect_sharded_matches_full_model(parallel::Comm& world, const std::vector<double>& bias,
+                                       const PrecisionPlan& precision = {}) {
   const int ranks = world.size(), me = world.rank();
   const int64_t experts = static_cast<int64_t>(bias.size());
   ASSERT_EQ(experts % ranks, 0);
@@ -60,8 +61,8 @@ void expect_sharded_matches_full_model(parallel::Comm& world, const std::vector<
   ModelParallelism par;
   par.ep_group = &world;
   par.expert_begin = me * (experts / ranks);
-  Model<double> sharded(m, 77, par);
-  Model<double> reference(m, 77);
+  Model<double> sharded(m, 77, par, parallel::assign_layers(m.layers, 1), precision);
+  Model<double> reference(m, 77, {}, precision);
   for (auto* model : {&sharded, &reference}) {
     for (auto* moe : model->moe_layers()) moe->bias().assign(bias.begin(), bias.end());
   }
@@ -119,6 +120,21 @@ TEST(ExpertParallel, MatchesTheFullModelOnEveryRank) {
   Fixture f;
   // A non-zero bias, the same everywhere, so selection is not trivially balanced.
   expect_sharded_matches_full_model(*f.world, random_vector(8, 5, 0.3));
+}
+
+// In BF16 and FP8 the rows travel encoded (FP8 dispatch with power-of-two scales, BF16
+// combine and backward moves), and the encoding is applied on one rank too, so sharding still
+// changes nothing but the order of the cross-rank gradient sums: every quantization tile is a
+// row, or (Wgrad, along tokens) one source rank's rows of one expert — the same rows as that
+// rank's reference run.
+TEST(ExpertParallel, Bf16AndFp8MatchTheFullModelOnEveryRank) {
+  Fixture f;
+  for (const char* compute : {"bf16", "fp8"}) {
+    SCOPED_TRACE(compute);
+    config::PrecisionSection p;
+    p.compute = compute;
+    expect_sharded_matches_full_model(*f.world, random_vector(8, 5, 0.3), plan_precision(p));
+  }
 }
 
 TEST(ExpertParallel, RanksWhoseExpertsReceiveNoTokensAreANormalCase) {

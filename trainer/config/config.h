@@ -104,8 +104,22 @@ struct ParallelSection {
   int64_t pipeline_stages() const { return schedule == "dualpipev" ? 2 * pp : pp; }
 };
 
+// FP8 options (used when precision.compute is fp8). DeepSeek-V3's recipe (report §3.3) is the
+// default: E4M3 everywhere, 1×128 activation tiles, 128×128 weight blocks, online scales.
+struct Fp8Section {
+  std::string format = "e4m3";       // e4m3 | e5m2 | hybrid (E4M3 forward, E5M2 gradients)
+  int64_t tile = 128;                // activations in 1×tile tiles, weights in tile×tile blocks
+  bool power_of_two_scales = false;  // scales rounded up to powers of two (the EP dispatch
+                                     // always uses them)
+  std::vector<int64_t> high_precision_blocks;  // blocks whose Linears stay in BF16
+};
+
 struct PrecisionSection {
-  std::string compute = "fp32";      // fp32 only, until the FP8 issue lands
+  // The Linears' GEMMs: fp32, bf16 (operands rounded to BF16, FP32 accumulation) or fp8.
+  // Embedding, head, gating, norms and the attention core stay in FP32 whatever the choice.
+  std::string compute = "fp32";
+  std::string optimizer_state = "fp32";  // AdamW moments: fp32 | bf16 (master weights: FP32)
+  Fp8Section fp8;
 };
 
 struct LogSection {

@@ -69,6 +69,11 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("parallel.ranks_per_node", c.parallel.ranks_per_node);
 
   visit("precision.compute", c.precision.compute);
+  visit("precision.optimizer_state", c.precision.optimizer_state);
+  visit("precision.fp8.format", c.precision.fp8.format);
+  visit("precision.fp8.tile", c.precision.fp8.tile);
+  visit("precision.fp8.power_of_two_scales", c.precision.fp8.power_of_two_scales);
+  visit("precision.fp8.high_precision_blocks", c.precision.fp8.high_precision_blocks);
 
   visit("log.every", c.log.every);
 }

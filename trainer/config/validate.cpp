@@ -1,5 +1,6 @@
 #include "trainer/config/validate.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -318,12 +319,68 @@ void check_stage_layers(const RunConfig& c, const Rules& rules) {
   }
 }
 
-void check_precision(const PrecisionSection& p, const Rules& rules) {
-  if (p.compute == "bf16" || p.compute == "fp8") {
-    rules.fail("precision.compute", "'" + p.compute + "' is not available yet (lands with the "
-               "FP8 issue)", "set precision.compute: fp32");
+// FP8 scaling granularity (DeepSeek-V3 report §3.3.2: one scale per 1x128 activation tile and
+// per 128x128 weight block). A multiple of 16 keeps every tile whole 16-byte vectors of FP8
+// codes; beyond 1024 values per scale, one outlier again costs its many neighbours their
+// precision, which is what fine-grained scaling exists to prevent.
+constexpr int64_t kFp8TileStep = 16;
+constexpr int64_t kFp8TileMax = 1024;
+
+void check_fp8_tile(int64_t tile, const Rules& rules) {
+  const bool in_range = tile >= kFp8TileStep && tile <= kFp8TileMax;
+  if (in_range && tile % kFp8TileStep == 0) return;
+  rules.fail("precision.fp8.tile",
+             "must be a multiple of " + text(kFp8TileStep) + " in [" + text(kFp8TileStep) +
+                 ", " + text(kFp8TileMax) + "], got " + text(tile) +
+                 (in_range ? ": " + text(tile) + " % " + text(kFp8TileStep) + " = " +
+                                 text(tile % kFp8TileStep)
+                           : std::string()),
+             "e.g. precision.fp8.tile: 128, DeepSeek-V3's 1x128 activation tiles and 128x128 "
+             "weight blocks (the only tile the GPU block-scaled GEMM supports)");
+}
+
+// Block indices in [0, model.layers), each once. A changed model.layers still points at the
+// list: the list is what has to follow it.
+void check_high_precision_blocks(const RunConfig& c, const Rules& rules) {
+  const std::vector<int64_t>& blocks = c.precision.fp8.high_precision_blocks;
+  const int64_t layers = c.model.layers;
+  const char* key = "precision.fp8.high_precision_blocks";
+  const std::string list = std::string(key) + " " + value_text(blocks);
+  std::vector<int64_t> distinct;  // in the order given, for the hint
+  bool repeats = false;
+  int64_t repeated = 0;           // the first block listed a second time
+  for (const int64_t block : blocks) {
+    if (block < 0 || block >= layers) {
+      rules.fail(key,
+                 list + " names block " + text(block) + ", but the model has blocks 0 to " +
+                     text(layers - 1) + " (model.layers = " + text(layers) + ")",
+                 "blocks are numbered from 0: the last is model.layers - 1 = " +
+                     text(layers - 1));
+    }
+    if (std::find(distinct.begin(), distinct.end(), block) == distinct.end()) {
+      distinct.push_back(block);
+    } else if (!repeats) {
+      repeats = true;
+      repeated = block;
+    }
   }
-  rules.one_of("precision.compute", p.compute, {"fp32"});
+  if (repeats) {
+    rules.fail(key, list + " lists block " + text(repeated) + " more than once",
+               "name each block once, e.g. " + std::string(key) + ": " + value_text(distinct));
+  }
+}
+
+void check_precision(const RunConfig& c, const Rules& rules) {
+  const PrecisionSection& p = c.precision;
+  rules.one_of("precision.compute", p.compute, {"fp32", "bf16", "fp8"});
+  rules.one_of("precision.optimizer_state", p.optimizer_state, {"fp32", "bf16"});
+  // The fp8 keys are checked even when precision.compute is not fp8, and then left unused (as
+  // model.moe.* is in an all-dense model): a config keeps its fp8 recipe while --set
+  // precision.compute=bf16 runs the baseline, and a typo in it is reported now, not on the
+  // day fp8 is turned on.
+  rules.one_of("precision.fp8.format", p.fp8.format, {"e4m3", "e5m2", "hybrid"});
+  check_fp8_tile(p.fp8.tile, rules);
+  check_high_precision_blocks(c, rules);
 }
 
 // An optimizer step sums gradients over global_batch sequences: micro_batch per forward on
@@ -353,7 +410,7 @@ void validate(const RunConfig& config, const KeyOrigins& origins) {
   check_data(config.data, rules);
   check_train(config.train, rules);
   check_parallel(config, rules);
-  check_precision(config.precision, rules);
+  check_precision(config, rules);
   rules.at_least("log.every", config.log.every, 1);
   check_batch(config, rules);
   check_pipeline(config, rules);

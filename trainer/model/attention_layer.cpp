@@ -1,7 +1,6 @@
 #include "trainer/model/attention_layer.h"
 
 #include "kernels/attention.h"
-#include "kernels/gemm.h"
 #include "kernels/rope.h"
 
 namespace baleine::model {
@@ -28,50 +27,55 @@ template <typename T>
 void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   const int64_t n = shape.tokens(), d = config_.dim, h = config_.heads, hd = d / h;
   const size_t nd = static_cast<size_t>(n * d);
+  const LinearFormat& f = config_.linear;
   Saved& s = saved_;
-  for (auto* v : {&s.q, &s.k, &s.v, &s.o}) v->resize(nd);
+  for (auto* v : {&s.q, &s.k, &s.v, &o_}) v->resize(nd);
   s.probs.resize(static_cast<size_t>(shape.batch * h * shape.seq * shape.seq));
   const T theta = static_cast<T>(config_.rope_theta);
 
-  k::linear_forward(x, store_.value(wq_), s.q.data(), n, d, d);
-  k::linear_forward(x, store_.value(wk_), s.k.data(), n, d, d);
-  k::linear_forward(x, store_.value(wv_), s.v.data(), n, d, d);
+  s.x.store(x, n, d, f);
+  const LinearInputView<T> xv = s.x.view();
+  linear_fprop(f, xv, store_.value(wq_), s.q.data(), n, d, d);
+  linear_fprop(f, xv, store_.value(wk_), s.k.data(), n, d, d);
+  linear_fprop(f, xv, store_.value(wv_), s.v.data(), n, d, d);
   k::rope_forward(s.q.data(), s.q.data(), shape.batch, shape.seq, h, hd, theta);
   k::rope_forward(s.k.data(), s.k.data(), shape.batch, shape.seq, h, hd, theta);
-  k::attention_forward(s.q.data(), s.k.data(), s.v.data(), s.o.data(), s.probs.data(),
+  k::attention_forward(s.q.data(), s.k.data(), s.v.data(), o_.data(), s.probs.data(),
                        shape.batch, shape.seq, h, hd);
-  k::linear_forward(s.o.data(), store_.value(wo_), y, n, d, d);
+  s.o.store(o_.data(), n, d, f);
+  linear_fprop(f, s.o.view(), store_.value(wo_), y, n, d, d);
 }
 
 template <typename T>
-void AttentionLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape,
+void AttentionLayer<T>::backward(const T* dy, T* dx, BatchShape shape,
                                  WeightGradQueue<T>* weight_grads) {
   const int64_t n = shape.tokens(), d = config_.dim, h = config_.heads, hd = d / h;
   const size_t nd = static_cast<size_t>(n * d);
   for (auto* v : {&dq_, &dk_, &dv_, &do_}) v->resize(nd);
   const T theta = static_cast<T>(config_.rope_theta);
+  const LinearFormat& f = config_.linear;
   const Saved& s = saved_;
 
-  k::linear_backward_input(dy, store_.value(wo_), do_.data(), n, d, d);
+  linear_dgrad(f, dy, store_.value(wo_), do_.data(), n, d, d, false);
   k::attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.probs.data(),
                         dq_.data(), dk_.data(), dv_.data(), shape.batch, shape.seq, h, hd);
   k::rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
   k::rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);
   // dx = dq·Wq + dk·Wk + dv·Wv
-  k::linear_backward_input(dq_.data(), store_.value(wq_), dx, n, d, d);
-  k::gemm<T>(false, false, n, d, d, T(1), dk_.data(), d, store_.value(wk_), d, T(1), dx, d);
-  k::gemm<T>(false, false, n, d, d, T(1), dv_.data(), d, store_.value(wv_), d, T(1), dx, d);
+  linear_dgrad(f, dq_.data(), store_.value(wq_), dx, n, d, d, false);
+  linear_dgrad(f, dk_.data(), store_.value(wk_), dx, n, d, d, true);
+  linear_dgrad(f, dv_.data(), store_.value(wv_), dx, n, d, d, true);
 
   // W: dWo += dyᵀ·o ; dWq += dqᵀ·x ; dWk += dkᵀ·x ; dWv += dvᵀ·x
   const T* dy_w = kept_for_weight_grad(weight_grads, dy, n * d);
   const T* dq = kept_for_weight_grad(weight_grads, dq_.data(), n * d);
   const T* dk = kept_for_weight_grad(weight_grads, dk_.data(), n * d);
   const T* dv = kept_for_weight_grad(weight_grads, dv_.data(), n * d);
-  weight_grad(weight_grads, [=, o = s.o.data()] {
-    k::linear_backward_weight(dy_w, o, store_.grad(wo_), n, d, d);
-    k::linear_backward_weight(dq, x, store_.grad(wq_), n, d, d);
-    k::linear_backward_weight(dk, x, store_.grad(wk_), n, d, d);
-    k::linear_backward_weight(dv, x, store_.grad(wv_), n, d, d);
+  weight_grad(weight_grads, [=, x = s.x.view(), o = s.o.view()] {
+    linear_wgrad(f, dy_w, o, store_.grad(wo_), n, d, d);
+    linear_wgrad(f, dq, x, store_.grad(wq_), n, d, d);
+    linear_wgrad(f, dk, x, store_.grad(wk_), n, d, d);
+    linear_wgrad(f, dv, x, store_.grad(wv_), n, d, d);
   });
 }
 

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/model/activation_bytes.h"
+#include "trainer/model/linear.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/shapes.h"
 #include "trainer/model/weight_grad_queue.h"
@@ -18,6 +20,7 @@ struct AttentionConfig {
   double rope_theta = 10000.0;
   double init_std = 0.02;
   double out_std = 0.02;  // output projection, scaled down with depth
+  LinearFormat linear;    // the four projections' precision (the attention core stays in T)
 };
 
 template <typename T>
@@ -27,15 +30,20 @@ class AttentionLayer {
   // What the forward keeps for the backward. A pipeline holds one per micro-batch in flight and
   // swaps it in around each call (swap_saved), so one layer object serves them all.
   struct Saved {
-    std::vector<T> q, k, v, probs, o;
+    std::vector<T> q, k, v, probs;
+    LinearInput<T> x, o;  // inputs of Wq/Wk/Wv and of Wo, in the projections' format
+    void add_bytes(ActivationBytes& b) const {
+      b.linear_inputs += x.bytes() + o.bytes();
+      b.other += vector_bytes(q) + vector_bytes(k) + vector_bytes(v) + vector_bytes(probs);
+    }
   };
   void swap_saved(Saved& other);
 
-  // x, y: [tokens, dim]. Saves what the backward needs.
+  // x, y: [tokens, dim]. Saves what the backward needs (x itself in the Linears' format).
   void forward(const T* x, T* y, BatchShape shape);
-  // dx overwritten; parameter gradients accumulated, or queued on weight_grads (then x must
-  // stay alive until the queue runs). x is the forward's input.
-  void backward(const T* dy, const T* x, T* dx, BatchShape shape,
+  // dx overwritten; parameter gradients accumulated, or queued on weight_grads (then this
+  // micro-batch's Saved must stay alive until the queue runs).
+  void backward(const T* dy, T* dx, BatchShape shape,
                 WeightGradQueue<T>* weight_grads = nullptr);
 
  private:
@@ -43,6 +51,7 @@ class AttentionLayer {
   AttentionConfig config_;
   typename ParameterStore<T>::Handle wq_, wk_, wv_, wo_;
   Saved saved_;
+  std::vector<T> o_;                  // forward temporary
   std::vector<T> dq_, dk_, dv_, do_;  // backward temporaries
 };
 

@@ -32,7 +32,8 @@ kernels::RoutingOptions routing_options(const config::MoeSection& moe) {
 
 template <typename T>
 TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::ModelSection& m,
-                                      int64_t index, const ModelParallelism& parallelism)
+                                      int64_t index, const ModelParallelism& parallelism,
+                                      const PrecisionPlan& precision)
     : store_(store),
       dim_(m.hidden),
       norm_eps_(static_cast<T>(m.norm_eps)),
@@ -42,7 +43,7 @@ TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::Mo
                            0, false)),
       attention_(store, "blocks." + std::to_string(index) + ".attention",
                  AttentionConfig{m.hidden, m.heads, m.rope_theta, m.init_std,
-                                 residual_out_std(m)}) {
+                                 residual_out_std(m), precision.for_block(index)}) {
   const std::string prefix = "blocks." + std::to_string(index);
   if (m.is_moe_layer(index)) {
     MoeConfig c;
@@ -57,10 +58,13 @@ TransformerBlock<T>::TransformerBlock(ParameterStore<T>& store, const config::Mo
     c.out_std = residual_out_std(m);
     c.ep_group = parallelism.ep_group;
     c.expert_begin = parallelism.expert_begin;
+    c.linear = precision.for_block(index);
+    c.gate_linear = precision.gate();
     moe_ = std::make_unique<MoeLayer<T>>(store, prefix + ".moe", c);
   } else {
     mlp_ = std::make_unique<SwiGluMlp<T>>(store, prefix + ".mlp", m.hidden, m.intermediate,
-                                          m.init_std, residual_out_std(m));
+                                          m.init_std, residual_out_std(m),
+                                          precision.for_block(index));
   }
 }
 
@@ -76,18 +80,18 @@ template <typename T>
 void TransformerBlock<T>::forward(const T* x, T* out, BatchShape shape) {
   const int64_t n = shape.tokens(), nd = n * dim_;
   Saved& s = saved_;
-  for (auto* v : {&s.xn1, &s.h, &s.xn2, &branch_}) v->resize(nd);
+  for (auto* v : {&s.h, &normed_, &branch_}) v->resize(nd);
   s.rstd1.resize(n);
   s.rstd2.resize(n);
 
-  k::rmsnorm_forward(x, store_.value(norm1_), s.xn1.data(), s.rstd1.data(), n, dim_, norm_eps_);
-  attention_.forward(s.xn1.data(), branch_.data(), shape);
+  k::rmsnorm_forward(x, store_.value(norm1_), normed_.data(), s.rstd1.data(), n, dim_, norm_eps_);
+  attention_.forward(normed_.data(), branch_.data(), shape);
   for (int64_t i = 0; i < nd; ++i) s.h[i] = x[i] + branch_[i];
 
-  k::rmsnorm_forward(s.h.data(), store_.value(norm2_), s.xn2.data(), s.rstd2.data(), n, dim_,
+  k::rmsnorm_forward(s.h.data(), store_.value(norm2_), normed_.data(), s.rstd2.data(), n, dim_,
                      norm_eps_);
-  if (moe_) moe_->forward(s.xn2.data(), branch_.data(), shape);
-  else mlp_->forward(s.xn2.data(), branch_.data(), n);
+  if (moe_) moe_->forward(normed_.data(), branch_.data(), shape);
+  else mlp_->forward(normed_.data(), branch_.data(), n);
   for (int64_t i = 0; i < nd; ++i) out[i] = s.h[i] + branch_[i];
 }
 
@@ -100,14 +104,14 @@ void TransformerBlock<T>::backward(const T* dout, const T* x, T* dx, BatchShape 
   dh_.resize(nd);
 
   // FFN branch: dout flows into the branch and straight through the residual.
-  if (moe_) moe_->backward(dout, s.xn2.data(), dbranch_.data(), shape, loss_scale, weight_grads);
-  else mlp_->backward(dout, s.xn2.data(), dbranch_.data(), n, weight_grads);
+  if (moe_) moe_->backward(dout, dbranch_.data(), shape, loss_scale, weight_grads);
+  else mlp_->backward(dout, dbranch_.data(), n, weight_grads);
   k::rmsnorm_backward(dbranch_.data(), s.h.data(), store_.value(norm2_), s.rstd2.data(),
                       dh_.data(), store_.grad(norm2_), n, dim_);
   for (int64_t i = 0; i < nd; ++i) dh_[i] += dout[i];
 
   // Attention branch.
-  attention_.backward(dh_.data(), s.xn1.data(), dbranch_.data(), shape, weight_grads);
+  attention_.backward(dh_.data(), dbranch_.data(), shape, weight_grads);
   k::rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), s.rstd1.data(), dx,
                       store_.grad(norm1_), n, dim_);
   for (int64_t i = 0; i < nd; ++i) dx[i] += dh_[i];

@@ -8,6 +8,7 @@
 
 #include "trainer/config/config.h"
 #include "trainer/model/attention_layer.h"
+#include "trainer/model/linear.h"
 #include "trainer/model/moe_layer.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/swiglu_mlp.h"
@@ -18,15 +19,22 @@ template <typename T>
 class TransformerBlock {
  public:
   TransformerBlock(ParameterStore<T>& store, const config::ModelSection& model, int64_t index,
-                   const ModelParallelism& parallelism);
+                   const ModelParallelism& parallelism, const PrecisionPlan& precision);
 
   // What the forward keeps for the backward, nested layers' included (trainer/model/
   // saved_state.h): one per micro-batch in flight.
+  // (The norms' outputs are not kept: each Linear keeps its own input, in its format.)
   struct Saved {
-    std::vector<T> xn1, rstd1, h, xn2, rstd2;
+    std::vector<T> rstd1, h, rstd2;
     typename AttentionLayer<T>::Saved attention;
     typename SwiGluMlp<T>::Saved mlp;
     typename MoeLayer<T>::Saved moe;
+    void add_bytes(ActivationBytes& b, int64_t dim, bool is_moe) const {
+      b.other += vector_bytes(rstd1) + vector_bytes(h) + vector_bytes(rstd2);
+      attention.add_bytes(b);
+      if (is_moe) moe.add_bytes(b, dim);
+      else mlp.add_bytes(b);
+    }
   };
   void swap_saved(Saved& other);
 
@@ -50,7 +58,7 @@ class TransformerBlock {
   std::unique_ptr<MoeLayer<T>> moe_;
 
   Saved saved_;
-  std::vector<T> branch_;        // forward temporary: a branch's output
+  std::vector<T> normed_, branch_;  // forward temporaries: a norm's and a branch's output
   std::vector<T> dbranch_, dh_;  // backward temporaries
 };
 

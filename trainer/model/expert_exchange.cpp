@@ -38,8 +38,7 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets, Plan& plan) const {
     return;
   }
   const int64_t peers = group_->size(), le = local_experts_;
-  for (auto* v :
-       {&plan.send_counts, &plan.send_offsets, &plan.recv_counts, &plan.recv_offsets}) {
+  for (auto* v : {&plan.send_rows, &plan.send_first, &plan.recv_rows, &plan.recv_first}) {
     v->assign(peers, 0);
   }
   plan.counts_to.assign(peers * le, 0);
@@ -51,17 +50,14 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets, Plan& plan) const {
 
   int64_t send_at = 0, recv_at = 0;
   for (int64_t p = 0; p < peers; ++p) {
-    const int64_t send_rows = expert_offsets[(p + 1) * le] - expert_offsets[p * le];
-    int64_t recv_rows = 0;
-    for (int64_t j = 0; j < le; ++j) recv_rows += plan.counts_from[p * le + j];
-    plan.send_counts[p] = send_rows * dim_;
-    plan.send_offsets[p] = send_at;
-    plan.recv_counts[p] = recv_rows * dim_;
-    plan.recv_offsets[p] = recv_at;
-    send_at += plan.send_counts[p];
-    recv_at += plan.recv_counts[p];
+    plan.send_rows[p] = expert_offsets[(p + 1) * le] - expert_offsets[p * le];
+    for (int64_t j = 0; j < le; ++j) plan.recv_rows[p] += plan.counts_from[p * le + j];
+    plan.send_first[p] = send_at;
+    plan.recv_first[p] = recv_at;
+    send_at += plan.send_rows[p];
+    recv_at += plan.recv_rows[p];
   }
-  plan.received_rows = recv_at / std::max<int64_t>(dim_, 1);
+  plan.received_rows = recv_at;
 
   // Received rows are source-major; inside a source's block they are sorted by expert.
   for (auto& segments : plan.segments) segments.clear();
@@ -76,12 +72,30 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets, Plan& plan) const {
 }
 
 template <typename T>
+void ExpertExchange<T>::move(const Plan& plan, bool to_experts, const void* send, void* recv,
+                             int64_t units, parallel::DType type) const {
+  const int64_t peers = group_->size();
+  std::vector<int64_t> counts[4];  // send counts, send offsets, receive counts, receive offsets
+  const std::vector<int64_t>* rows[4] = {&plan.send_rows, &plan.send_first, &plan.recv_rows,
+                                         &plan.recv_first};
+  if (!to_experts) {  // the reverse exchange: what was received from peer p goes back to p
+    std::swap(rows[0], rows[2]);
+    std::swap(rows[1], rows[3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    counts[i].resize(static_cast<size_t>(peers));
+    for (int64_t p = 0; p < peers; ++p) counts[i][p] = (*rows[i])[p] * units;
+  }
+  group_->alltoallv(send, counts[0].data(), counts[1].data(), recv, counts[2].data(),
+                    counts[3].data(), type);
+}
+
+template <typename T>
 const T* ExpertExchange<T>::dispatch(const Plan& plan, const T* rows,
                                      std::vector<T>& out) const {
   if (is_local()) return rows;
   out.resize(static_cast<size_t>(std::max<int64_t>(plan.received_rows * dim_, 1)));
-  group_->alltoallv(rows, plan.send_counts.data(), plan.send_offsets.data(), out.data(),
-                    plan.recv_counts.data(), plan.recv_offsets.data(), dtype_of<T>());
+  move(plan, true, rows, out.data(), dim_, dtype_of<T>());
   return out.data();
 }
 
@@ -90,9 +104,27 @@ const T* ExpertExchange<T>::combine(const Plan& plan, const T* local,
                                     std::vector<T>& out) const {
   if (is_local()) return local;
   out.resize(static_cast<size_t>(std::max<int64_t>(plan.sent_rows * dim_, 1)));
-  // The reverse exchange: what was received from peer p goes back to p.
-  group_->alltoallv(local, plan.recv_counts.data(), plan.recv_offsets.data(), out.data(),
-                    plan.send_counts.data(), plan.send_offsets.data(), dtype_of<T>());
+  move(plan, false, local, out.data(), dim_, dtype_of<T>());
+  return out.data();
+}
+
+template <typename T>
+const uint8_t* ExpertExchange<T>::dispatch_bytes(const Plan& plan, const uint8_t* rows,
+                                                 int64_t row_bytes,
+                                                 std::vector<uint8_t>& out) const {
+  if (is_local()) return rows;
+  out.resize(static_cast<size_t>(std::max<int64_t>(plan.received_rows * row_bytes, 1)));
+  move(plan, true, rows, out.data(), row_bytes, parallel::DType::kByte);
+  return out.data();
+}
+
+template <typename T>
+const uint8_t* ExpertExchange<T>::combine_bytes(const Plan& plan, const uint8_t* local,
+                                                int64_t row_bytes,
+                                                std::vector<uint8_t>& out) const {
+  if (is_local()) return local;
+  out.resize(static_cast<size_t>(std::max<int64_t>(plan.sent_rows * row_bytes, 1)));
+  move(plan, false, local, out.data(), row_bytes, parallel::DType::kByte);
   return out.data();
 }
 

@@ -39,8 +39,8 @@ class ExpertExchange {
   // (one per micro-batch in flight, in the MoE layer's saved state).
   struct Plan {
     int64_t sent_rows = 0, received_rows = 0;
-    std::vector<int64_t> send_counts, send_offsets;  // per peer, in elements
-    std::vector<int64_t> recv_counts, recv_offsets;
+    std::vector<int64_t> send_rows, send_first;  // per peer, in rows
+    std::vector<int64_t> recv_rows, recv_first;
     std::vector<int64_t> counts_to, counts_from;     // [peer][local expert] rows
     std::vector<std::vector<Segment>> segments;      // [local expert]
   };
@@ -56,7 +56,19 @@ class ExpertExchange {
   // local [local_rows, dim] source-major → out [sent rows, dim] in the original row order.
   const T* combine(const Plan& plan, const T* local, std::vector<T>& out) const;
 
+  // The same two moves for rows of any encoding, row_bytes bytes each (BF16 or FP8 payloads,
+  // model/expert_wire.h). Returns `rows` itself when local, else out.data().
+  const uint8_t* dispatch_bytes(const Plan& plan, const uint8_t* rows, int64_t row_bytes,
+                                std::vector<uint8_t>& out) const;
+  const uint8_t* combine_bytes(const Plan& plan, const uint8_t* local, int64_t row_bytes,
+                               std::vector<uint8_t>& out) const;
+
  private:
+  // One alltoallv of whole rows, `units` elements of `type` per row; to_experts picks the
+  // direction (send_rows → recv_rows, or back).
+  void move(const Plan& plan, bool to_experts, const void* send, void* recv, int64_t units,
+            parallel::DType type) const;
+
   parallel::Comm* group_;
   int64_t experts_, dim_, local_experts_;
 };

@@ -19,13 +19,14 @@ constexpr int kEvaluationMicroBatch = -1;
 }  // namespace
 
 template <typename T>
-Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism)
-    : Model(c, seed, parallelism, parallel::assign_layers(c.layers, 1)) {}
+Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism,
+                const PrecisionPlan& precision)
+    : Model(c, seed, parallelism, parallel::assign_layers(c.layers, 1), precision) {}
 
 template <typename T>
 Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism,
-                std::vector<parallel::StageLayers> stages)
-    : config_(c), parts_(std::move(stages)) {
+                std::vector<parallel::StageLayers> stages, const PrecisionPlan& precision)
+    : config_(c), precision_(precision), parts_(std::move(stages)) {
   bool embedding = false, head = false;
   std::vector<bool> held(static_cast<size_t>(c.layers), false);
   for (const auto& p : parts_) {
@@ -45,7 +46,9 @@ Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParalle
   }
   blocks_.resize(static_cast<size_t>(c.layers));
   for (int64_t l = 0; l < c.layers; ++l) {
-    if (held[l]) blocks_[l] = std::make_unique<TransformerBlock<T>>(store_, c, l, parallelism);
+    if (held[l]) {
+      blocks_[l] = std::make_unique<TransformerBlock<T>>(store_, c, l, parallelism, precision);
+    }
   }
   if (head) {
     final_norm_ = store_.declare("final_norm", {c.hidden}, Init::kOnes, 0, false);
@@ -135,6 +138,7 @@ ForwardResult Model<T>::forward_part(int part, int micro_batch, const int32_t* i
     block.swap_saved(mb.blocks[i]);  // this micro-batch's buffers in, whatever was there out
     block.forward(mb.stream[i].data(), mb.stream[i + 1].data(), shape);
     block.swap_saved(mb.blocks[i]);
+    if (counting_) mb.blocks[i].add_bytes(activation_bytes_, d, block.moe() != nullptr);
     if (auto* moe = block.moe()) result.aux_loss += moe->aux_loss();
   }
   const T* out = mb.stream.back().data();
@@ -246,7 +250,15 @@ double Model<T>::evaluate(const int32_t* inputs, const int32_t* targets, BatchSh
 
 template <typename T>
 void Model<T>::set_counting(bool on) {
+  counting_ = on;
   for (auto* moe : moe_layers()) moe->set_counting(on);
+}
+
+template <typename T>
+ActivationBytes Model<T>::take_activation_bytes() {
+  const ActivationBytes bytes = activation_bytes_;
+  activation_bytes_ = {};
+  return bytes;
 }
 
 template <typename T>

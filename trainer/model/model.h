@@ -15,7 +15,9 @@
 
 #include "parallel/stage_assignment.h"
 #include "trainer/config/config.h"
+#include "trainer/model/activation_bytes.h"
 #include "trainer/model/block.h"
+#include "trainer/model/linear.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/shapes.h"
 #include "trainer/model/weight_grad_queue.h"
@@ -44,12 +46,13 @@ class Model {
  public:
   // The whole model: one part holding every layer.
   Model(const config::ModelSection& config, uint64_t seed,
-        const ModelParallelism& parallelism = {});
+        const ModelParallelism& parallelism = {}, const PrecisionPlan& precision = {});
   // Only these pipeline stages (any order). Parameters are declared in model order whatever
   // the order of `stages`, so two ranks holding the same layers have identical layouts
   // (DualPipe's mirrored copies are summed as one buffer).
+  // precision: the Linears' formats (linear.h); the default is FP32 (T) throughout.
   Model(const config::ModelSection& config, uint64_t seed, const ModelParallelism& parallelism,
-        std::vector<parallel::StageLayers> stages);
+        std::vector<parallel::StageLayers> stages, const PrecisionPlan& precision = {});
 
   // --- the whole model (requires a single part holding every layer) ---
   // inputs, targets: [shape.batch, shape.seq] token ids.
@@ -77,8 +80,11 @@ class Model {
   void backward_weight_part(int part, int micro_batch);
   void discard(int part, int micro_batch);
   int in_flight() const { return static_cast<int>(in_flight_.size()); }
-  // Whether forwards count expert load (off for validation).
+  // Whether forwards count expert load and activation bytes (off for validation).
   void set_counting(bool on);
+  // What the counted forwards since the last call kept for their backward (summed over
+  // micro-batches; activation_bytes.h), then zero again.
+  ActivationBytes take_activation_bytes();
 
   ParameterStore<T>& parameters() { return store_; }
   const config::ModelSection& config() const { return config_; }
@@ -102,12 +108,15 @@ class Model {
   void check_whole_model() const;
 
   config::ModelSection config_;
+  PrecisionPlan precision_;
   std::vector<parallel::StageLayers> parts_;
   ParameterStore<T> store_;
   typename ParameterStore<T>::Handle embedding_ = -1, final_norm_ = -1, head_ = -1;
   std::vector<std::unique_ptr<TransformerBlock<T>>> blocks_;  // [layer]; null if not held
 
   std::map<std::pair<int, int>, MicroBatch> in_flight_;  // (part, micro-batch)
+  bool counting_ = true;
+  ActivationBytes activation_bytes_;
   std::vector<MicroBatch> spare_;  // released states: their buffers are reused
   std::vector<T> dlogits_, dxf_, dstream_, dstream_next_;  // backward temporaries
 };

@@ -1,10 +1,11 @@
 #include "trainer/model/moe_layer.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
-#include "kernels/gemm.h"
 #include "kernels/moe_dispatch.h"
+#include "trainer/model/expert_wire.h"
 #include "trainer/model/saved_state.h"
 
 namespace baleine::model {
@@ -32,7 +33,7 @@ MoeLayer<T>::MoeLayer(ParameterStore<T>& store, const std::string& prefix,
   }
   if (config.shared_experts > 0) {
     shared_.emplace_back(store, prefix + ".shared", d, config.shared_experts * w, config.init_std,
-                         config.out_std);
+                         config.out_std, config.linear);
   }
   bias_.assign(static_cast<size_t>(e), T(0));
   load_.assign(static_cast<size_t>(e), 0);
@@ -45,10 +46,77 @@ void MoeLayer<T>::swap_saved(Saved& other) {
 }
 
 template <typename T>
+MlpWeights<T> MoeLayer<T>::expert_weights(int64_t j) const {
+  return {store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
+          store_.value(expert_w2_[j])};
+}
+
+template <typename T>
+LinearInputView<T> MoeLayer<T>::expert_input(const Saved& s) const {
+  if (config_.linear.precision != LinearPrecision::kFp32) return s.expert_x.view();
+  LinearInputView<T> v;
+  v.values = s.local_x;
+  v.rows = s.plan.received_rows;
+  v.cols = config_.dim;
+  return v;
+}
+
+template <typename T>
+const T* MoeLayer<T>::move_values(const typename ExpertExchange<T>::Plan& plan, bool to_experts,
+                                  const T* rows, std::vector<T>& out) {
+  if (config_.linear.precision == LinearPrecision::kFp32) {
+    return to_experts ? exchange_.dispatch(plan, rows, out) : exchange_.combine(plan, rows, out);
+  }
+  const int64_t d = config_.dim;
+  const int64_t sent = to_experts ? plan.sent_rows : plan.received_rows;
+  const int64_t received = to_experts ? plan.received_rows : plan.sent_rows;
+  encode_bf16_rows(rows, sent, d, send_wire_);
+  const uint8_t* wire = to_experts
+                            ? exchange_.dispatch_bytes(plan, send_wire_.data(), 2 * d, recv_wire_)
+                            : exchange_.combine_bytes(plan, send_wire_.data(), 2 * d, recv_wire_);
+  out.resize(static_cast<size_t>(std::max<int64_t>(received * d, 1)));
+  decode_bf16_rows(wire, received, d, out.data());
+  return out.data();
+}
+
+template <typename T>
+void MoeLayer<T>::dispatch_inputs(Saved& s, const T* xe) {
+  const LinearFormat& f = config_.linear;
+  const int64_t d = config_.dim, sent = s.plan.sent_rows, received = s.plan.received_rows;
+  int64_t row_bytes = d * static_cast<int64_t>(sizeof(T));
+  switch (f.precision) {
+    case LinearPrecision::kFp32:
+      s.local_x = exchange_.dispatch(s.plan, xe, s.local_x_buffer);
+      break;
+    case LinearPrecision::kBf16: {
+      row_bytes = 2 * d;
+      encode_bf16_rows(xe, sent, d, send_wire_);
+      const uint8_t* wire = exchange_.dispatch_bytes(s.plan, send_wire_.data(), row_bytes,
+                                                     recv_wire_);
+      s.expert_x.allocate(received, d, f);
+      std::memcpy(s.expert_x.bf16.data(), wire, static_cast<size_t>(received * row_bytes));
+      break;
+    }
+    case LinearPrecision::kFp8: {
+      row_bytes = fp8_wire_row_bytes(d, f.tile);
+      encode_fp8_rows(xe, sent, d, f.tile, f.forward_format, send_wire_);
+      const uint8_t* wire = exchange_.dispatch_bytes(s.plan, send_wire_.data(), row_bytes,
+                                                     recv_wire_);
+      s.expert_x.allocate(received, d, f);
+      decode_fp8_rows(wire, received, d, f.tile, f.forward_format, &s.expert_x.fp8);
+      break;
+    }
+  }
+  if (counting_) dispatch_bytes_ += sent * row_bytes;
+}
+
+template <typename T>
 void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   const int64_t n = shape.tokens(), d = config_.dim, e = config_.routed_experts;
   const int64_t kk = config_.top_k, w = config_.expert_width, rows = n * kk;
   const k::RoutingShape rs{n, e, kk};
+  const LinearFormat& f = config_.linear;
+  const bool fp32 = f.precision == LinearPrecision::kFp32;
   Saved& s = saved_;
   logits_.resize(n * e);
   s.scores.resize(n * e);
@@ -57,10 +125,15 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   s.offsets.resize(e + 1);
   s.row_token.resize(rows);
   s.assignment_row.resize(rows);
-  s.xe.resize(rows * d);
+  // Under FP32 Linears the permuted rows may be the experts' input itself (kept); otherwise
+  // they only feed the encoder.
+  std::vector<T>& xe = fp32 ? s.xe : xe_;
+  xe.resize(rows * d);
 
-  // Gating stays in high precision (DeepSeek-V3 keeps it out of FP8).
-  k::linear_forward(x, store_.value(gate_), logits_.data(), n, d, e);
+  // Gating stays out of FP8 (DeepSeek-V3 keeps it in high precision).
+  s.gate_x.store(x, n, d, config_.gate_linear);
+  linear_fprop(config_.gate_linear, s.gate_x.view(), store_.value(gate_), logits_.data(), n, d,
+               e);
   k::routing_forward(logits_.data(), bias_.data(), s.scores.data(), s.chosen.data(),
                      s.weights.data(), rs, config_.routing);
   aux_loss_ = config_.seq_aux_alpha > 0
@@ -72,26 +145,28 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   if (counting_) {
     for (int64_t ex = 0; ex < e; ++ex) load_[ex] += s.offsets[ex + 1] - s.offsets[ex];
   }
-  k::permute_tokens_forward(x, s.row_token.data(), s.xe.data(), rows, d);
+  k::permute_tokens_forward(x, s.row_token.data(), xe.data(), rows, d);
 
   // Dispatch: rows travel to the ranks holding their experts.
   exchange_.plan(s.offsets.data(), s.plan);
-  s.local_x = exchange_.dispatch(s.plan, s.xe.data(), s.local_x_buffer);
+  dispatch_inputs(s, xe.data());
   const int64_t local_rows = s.plan.received_rows;
   if (counting_) rows_received_ += local_rows;
   s.local_y.resize(std::max<int64_t>(local_rows * d, 1));
-  s.experts.resize(std::max<int64_t>(local_rows, 1), w);
+  s.experts.resize(local_rows, w, f);
+  const LinearInputView<T> local_x = expert_input(s);
   for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
     for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
-      swiglu_mlp_forward(s.local_x + r0 * d, s.local_y.data() + r0 * d, seg.rows, d, w,
-                         store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
-                         store_.value(expert_w2_[j]), s.experts.a.data() + r0 * w,
-                         s.experts.b.data() + r0 * w, s.experts.h.data() + r0 * w);
+      swiglu_mlp_forward(f, local_x.row_slice(r0, seg.rows), s.local_y.data() + r0 * d,
+                         seg.rows, d, w, expert_weights(j), s.experts, r0);
     }
   }
   // Combine: outputs return to the token's rank, weighted in a fixed (token, slot) order.
-  s.ye = exchange_.combine(s.plan, s.local_y.data(), s.ye_buffer);
+  s.ye = move_values(s.plan, false, s.local_y.data(), s.ye_buffer);
+  if (counting_) {
+    combine_bytes_ += local_rows * d * (fp32 ? static_cast<int64_t>(sizeof(T)) : 2);
+  }
   k::combine_forward(s.ye, s.weights.data(), s.assignment_row.data(), y, n, kk, d);
 
   if (!shared_.empty()) {
@@ -102,11 +177,13 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
 }
 
 template <typename T>
-void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T aux_loss_grad,
+void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad,
                            WeightGradQueue<T>* weight_grads) {
   const int64_t n = shape.tokens(), d = config_.dim, e = config_.routed_experts;
   const int64_t kk = config_.top_k, w = config_.expert_width, rows = n * kk;
   const k::RoutingShape rs{n, e, kk};
+  const LinearFormat& f = config_.linear;
+  const LinearFormat& fg = config_.gate_linear;
   const Saved& s = saved_;
   dweights_.resize(rows);
   dye_.resize(rows * d);
@@ -117,22 +194,21 @@ void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T a
                       dweights_.data(), n, kk, d);
   // The output gradients take the dispatch path to the experts, the input gradients the
   // combine path back.
-  const T* dlocal_y = exchange_.dispatch(s.plan, dye_.data(), dlocal_y_buffer_);
+  const T* dlocal_y = move_values(s.plan, true, dye_.data(), dlocal_y_buffer_);
   const int64_t local_rows = s.plan.received_rows;
   dlocal_x_.resize(std::max<int64_t>(local_rows * d, 1));
   expert_grads_.resize(std::max<int64_t>(local_rows, 1), w);
   for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
     for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
-      swiglu_mlp_backward_input(dlocal_y + r0 * d, dlocal_x_.data() + r0 * d, seg.rows, d, w,
-                                store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
-                                store_.value(expert_w2_[j]), s.experts.a.data() + r0 * w,
+      swiglu_mlp_backward_input(f, dlocal_y + r0 * d, dlocal_x_.data() + r0 * d, seg.rows, d, w,
+                                expert_weights(j), s.experts.a.data() + r0 * w,
                                 s.experts.b.data() + r0 * w, expert_grads_.da.data() + r0 * w,
                                 expert_grads_.db.data() + r0 * w,
                                 expert_grads_.dh.data() + r0 * w);
     }
   }
-  const T* dxe = exchange_.combine(s.plan, dlocal_x_.data(), dxe_buffer_);
+  const T* dxe = move_values(s.plan, false, dlocal_x_.data(), dxe_buffer_);
   k::permute_tokens_backward(dxe, s.row_token.data(), dx, rows, n, d);
 
   const T* dscores_extra = nullptr;
@@ -145,30 +221,31 @@ void MoeLayer<T>::backward(const T* dy, const T* x, T* dx, BatchShape shape, T a
   k::routing_backward(dweights_.data(), dscores_extra, s.scores.data(), s.chosen.data(),
                       dlogits_.data(), rs, config_.routing);
   // dx += dlogits·Wgate
-  k::gemm<T>(false, false, n, d, e, T(1), dlogits_.data(), e, store_.value(gate_), d, T(1), dx, d);
+  linear_dgrad(fg, dlogits_.data(), store_.value(gate_), dx, n, d, e, true);
 
   // W: the experts' weights over their segments (in source order), then the gate's.
   const T* dly = kept_for_weight_grad(weight_grads, dlocal_y, local_rows * d);
   const T* da = kept_for_weight_grad(weight_grads, expert_grads_.da.data(), local_rows * w);
   const T* db = kept_for_weight_grad(weight_grads, expert_grads_.db.data(), local_rows * w);
   const T* dlogits = kept_for_weight_grad(weight_grads, dlogits_.data(), n * e);
-  // Only heap pointers are captured: the Saved struct itself moves between micro-batches.
-  weight_grad(weight_grads, [=, segments = s.plan.segments.data(), local_x = s.local_x,
-                             h = s.experts.h.data()] {
+  // Only views of heap buffers are captured: the Saved struct itself moves between
+  // micro-batches.
+  weight_grad(weight_grads, [=, segments = s.plan.segments.data(), local_x = expert_input(s),
+                             h = s.experts.h.view(), gate_x = s.gate_x.view()] {
     for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
       for (const auto& seg : segments[j]) {
         const int64_t r0 = seg.first_row;
-        swiglu_mlp_backward_weight(dly + r0 * d, local_x + r0 * d, seg.rows, d, w,
-                                   h + r0 * w, da + r0 * w, db + r0 * w,
+        swiglu_mlp_backward_weight(f, dly + r0 * d, local_x.row_slice(r0, seg.rows), seg.rows,
+                                   d, w, h.row_slice(r0, seg.rows), da + r0 * w, db + r0 * w,
                                    store_.grad(expert_w1_[j]), store_.grad(expert_w3_[j]),
                                    store_.grad(expert_w2_[j]));
       }
     }
-    k::linear_backward_weight(dlogits, x, store_.grad(gate_), n, d, e);
+    linear_wgrad(fg, dlogits, gate_x, store_.grad(gate_), n, d, e);
   });
 
   if (!shared_.empty()) {
-    shared_[0].backward(dy, x, dtmp_.data(), n, weight_grads);
+    shared_[0].backward(dy, dtmp_.data(), n, weight_grads);
     for (int64_t i = 0; i < n * d; ++i) dx[i] += dtmp_[i];
   }
 }
@@ -191,7 +268,7 @@ void MoeLayer<T>::update_bias(double speed) {
     else if (l < mean) bias_[i] += static_cast<T>(speed);
   }
   std::fill(load_.begin(), load_.end(), 0);
-  rows_received_ = 0;
+  rows_received_ = dispatch_bytes_ = combine_bytes_ = 0;
 }
 
 template class MoeLayer<float>;

@@ -36,6 +36,9 @@ struct MoeConfig {
   // routed experts [expert_begin, expert_begin + routed_experts / group size).
   parallel::Comm* ep_group = nullptr;
   int64_t expert_begin = 0;
+  LinearFormat linear;       // the experts' (routed and shared) Linears; also picks the wire
+                             // format of the EP moves (expert_wire.h)
+  LinearFormat gate_linear;  // the gate (kept out of FP8)
 };
 
 // max/mean of tokens per expert; 1 is perfect balance (and an empty step).
@@ -50,12 +53,27 @@ class MoeLayer {
   struct Saved {
     std::vector<T> scores, weights, xe, local_x_buffer, local_y, ye_buffer;
     // local_x / ye point into the buffers above, or at xe / local_y when the exchange is local
+    // (under FP32 Linears; BF16/FP8 ones keep the received rows in expert_x instead)
     const T* local_x = nullptr;
     const T* ye = nullptr;
+    LinearInput<T> expert_x;  // the rows the local experts received, as they arrived
+    LinearInput<T> gate_x;    // the layer's input, for the gate's Wgrad
     std::vector<int32_t> chosen, offsets, row_token, assignment_row;
     typename ExpertExchange<T>::Plan plan;
     MlpActivations<T> experts;              // of every received row
     typename SwiGluMlp<T>::Saved shared;
+    // Under FP32 Linears the experts' input is the received rows themselves (local_x).
+    void add_bytes(ActivationBytes& b, int64_t dim) const {
+      const bool received_as_is = expert_x.precision == LinearPrecision::kFp32;
+      b.linear_inputs += gate_x.bytes() +
+                         (received_as_is ? plan.received_rows * dim * static_cast<int64_t>(sizeof(T))
+                                         : expert_x.bytes());
+      b.other += vector_bytes(scores) + vector_bytes(weights) + vector_bytes(local_y) +
+                 vector_bytes(ye_buffer) + vector_bytes(chosen) + vector_bytes(offsets) +
+                 vector_bytes(row_token) + vector_bytes(assignment_row);
+      experts.add_bytes(b);
+      shared.add_bytes(b);
+    }
   };
   void swap_saved(Saved& other);
 
@@ -63,8 +81,8 @@ class MoeLayer {
   void forward(const T* x, T* y, BatchShape shape);
   // aux_loss_grad: d(total loss)/d(this layer's balance loss), i.e. the micro-batch's loss
   // scale. dx overwritten; weight gradients (gate, experts, shared experts) accumulated, or
-  // queued on weight_grads (x must then outlive the queue).
-  void backward(const T* dy, const T* x, T* dx, BatchShape shape, T aux_loss_grad,
+  // queued on weight_grads (this micro-batch's Saved must then outlive the queue).
+  void backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad,
                 WeightGradQueue<T>* weight_grads = nullptr);
 
   double aux_loss() const { return aux_loss_; }  // of the last forward (0 when alpha == 0)
@@ -80,6 +98,10 @@ class MoeLayer {
   // Rows this rank's experts received since the last reset (update_bias), from every EP
   // source: the dispatch traffic of a step.
   int64_t rows_received() const { return rows_received_; }
+  // Bytes this rank put on the EP wire since the last reset, in the forward dispatch and the
+  // forward combine (every row, the ones staying on this rank included: the payload size).
+  int64_t dispatch_bytes() const { return dispatch_bytes_; }
+  int64_t combine_bytes() const { return combine_bytes_; }
 
  private:
   ParameterStore<T>& store_;
@@ -90,12 +112,23 @@ class MoeLayer {
   std::vector<SwiGluMlp<T>> shared_;  // zero or one MLP holding all shared experts
   std::vector<T> bias_;
   std::vector<int64_t> load_;
-  int64_t rows_received_ = 0;
+  int64_t rows_received_ = 0, dispatch_bytes_ = 0, combine_bytes_ = 0;
   bool counting_ = true;
   double aux_loss_ = 0;
 
+  // Rows of T values to the experts (to_experts) or back, as T under FP32 Linears, else as
+  // BF16. Returns the received rows (`rows` itself when local and FP32).
+  const T* move_values(const typename ExpertExchange<T>::Plan& plan, bool to_experts,
+                       const T* rows, std::vector<T>& out);
+  // The forward dispatch of the permuted rows xe; leaves the received rows in s.local_x
+  // (FP32) or s.expert_x.
+  void dispatch_inputs(Saved& s, const T* xe);
+  LinearInputView<T> expert_input(const Saved& s) const;
+  MlpWeights<T> expert_weights(int64_t j) const;
+
   Saved saved_;
-  std::vector<T> logits_, shared_out_;  // forward temporaries
+  std::vector<T> logits_, shared_out_, xe_;  // forward temporaries
+  std::vector<uint8_t> send_wire_, recv_wire_;  // encoded rows (expert_wire.h)
   // backward temporaries
   MlpGradients<T> expert_grads_;
   std::vector<T> dlogits_, dscores_, dweights_, dye_, dlocal_y_buffer_, dlocal_x_, dxe_buffer_,

@@ -1,6 +1,7 @@
 #include "trainer/model/swiglu_mlp.h"
 
-#include "kernels/gemm.h"
+#include <algorithm>
+
 #include "kernels/swiglu.h"
 
 namespace baleine::model {
@@ -9,17 +10,19 @@ namespace k = baleine::kernels;
 
 namespace {
 template <typename T>
-void grow(int64_t rows, int64_t width, std::vector<T>* a, std::vector<T>* b, std::vector<T>* c) {
+void grow(int64_t rows, int64_t width, std::vector<T>* a, std::vector<T>* b,
+          std::vector<T>* c = nullptr) {
   const size_t n = static_cast<size_t>(rows * width);
   for (auto* v : {a, b, c}) {
-    if (v->size() < n) v->resize(n);
+    if (v && v->size() < n) v->resize(n);
   }
 }
 }  // namespace
 
 template <typename T>
-void MlpActivations<T>::resize(int64_t rows, int64_t width) {
-  grow(rows, width, &a, &b, &h);
+void MlpActivations<T>::resize(int64_t rows, int64_t width, const LinearFormat& format) {
+  grow(std::max<int64_t>(rows, 1), width, &a, &b);
+  h.allocate(rows, width, format);
 }
 
 template <typename T>
@@ -28,66 +31,84 @@ void MlpGradients<T>::resize(int64_t rows, int64_t width) {
 }
 
 template <typename T>
-void swiglu_mlp_forward(const T* x, T* y, int64_t rows, int64_t dim, int64_t width, const T* w1,
-                        const T* w3, const T* w2, T* a, T* b, T* h) {
+void swiglu_mlp_forward(const LinearFormat& f, const LinearInputView<T>& x, T* y, int64_t rows,
+                        int64_t dim, int64_t width, const MlpWeights<T>& w,
+                        MlpActivations<T>& acts, int64_t first) {
   if (rows == 0) return;
-  k::linear_forward(x, w1, a, rows, dim, width);
-  k::linear_forward(x, w3, b, rows, dim, width);
+  T* a = acts.a.data() + first * width;
+  T* b = acts.b.data() + first * width;
+  linear_fprop(f, x, w.w1, a, rows, dim, width);
+  linear_fprop(f, x, w.w3, b, rows, dim, width);
+  // h goes straight into the FP32 cache, or through a scratch row block into the BF16/FP8 one.
+  thread_local std::vector<T> h_scratch;
+  T* h = acts.h.values.data() + first * width;
+  if (acts.h.precision != LinearPrecision::kFp32) {
+    h_scratch.resize(static_cast<size_t>(rows * width));
+    h = h_scratch.data();
+  }
   k::swiglu_forward(a, b, h, rows * width);
-  k::linear_forward(h, w2, y, rows, width, dim);
+  if (acts.h.precision != LinearPrecision::kFp32) acts.h.store_rows(first, h, rows, f);
+  linear_fprop(f, acts.h.view().row_slice(first, rows), w.w2, y, rows, width, dim);
 }
 
 template <typename T>
-void swiglu_mlp_backward_input(const T* dy, T* dx, int64_t rows, int64_t dim, int64_t width,
-                               const T* w1, const T* w3, const T* w2, const T* a, const T* b,
-                               T* da, T* db, T* dh) {
+void swiglu_mlp_backward_input(const LinearFormat& f, const T* dy, T* dx, int64_t rows,
+                               int64_t dim, int64_t width, const MlpWeights<T>& w, const T* a,
+                               const T* b, T* da, T* db, T* dh) {
   if (rows == 0) return;
-  k::linear_backward_input(dy, w2, dh, rows, width, dim);
+  linear_dgrad(f, dy, w.w2, dh, rows, width, dim, false);
   k::swiglu_backward(dh, a, b, da, db, rows * width);
   // dx = da·W1 + db·W3
-  k::linear_backward_input(da, w1, dx, rows, dim, width);
-  k::gemm<T>(false, false, rows, dim, width, T(1), db, width, w3, dim, T(1), dx, dim);
+  linear_dgrad(f, da, w.w1, dx, rows, dim, width, false);
+  linear_dgrad(f, db, w.w3, dx, rows, dim, width, true);
 }
 
 template <typename T>
-void swiglu_mlp_backward_weight(const T* dy, const T* x, int64_t rows, int64_t dim,
-                                int64_t width, const T* h, const T* da, const T* db, T* dw1,
+void swiglu_mlp_backward_weight(const LinearFormat& f, const T* dy, const LinearInputView<T>& x,
+                                int64_t rows, int64_t dim, int64_t width,
+                                const LinearInputView<T>& h, const T* da, const T* db, T* dw1,
                                 T* dw3, T* dw2) {
   if (rows == 0) return;
-  k::linear_backward_weight(dy, h, dw2, rows, width, dim);
-  k::linear_backward_weight(da, x, dw1, rows, dim, width);
-  k::linear_backward_weight(db, x, dw3, rows, dim, width);
+  linear_wgrad(f, dy, h, dw2, rows, width, dim);
+  linear_wgrad(f, da, x, dw1, rows, dim, width);
+  linear_wgrad(f, db, x, dw3, rows, dim, width);
 }
 
 template <typename T>
 SwiGluMlp<T>::SwiGluMlp(ParameterStore<T>& store, const std::string& prefix, int64_t dim,
-                        int64_t width, double init_std, double out_std)
-    : store_(store), dim_(dim), width_(width) {
+                        int64_t width, double init_std, double out_std,
+                        const LinearFormat& format)
+    : store_(store), dim_(dim), width_(width), format_(format) {
   w1_ = store.declare(prefix + ".w1", {width, dim}, Init::kNormal, init_std, true);
   w3_ = store.declare(prefix + ".w3", {width, dim}, Init::kNormal, init_std, true);
   w2_ = store.declare(prefix + ".w2", {dim, width}, Init::kNormal, out_std, true);
 }
 
 template <typename T>
-void SwiGluMlp<T>::forward(const T* x, T* y, int64_t rows) {
-  saved_.resize(rows, width_);
-  swiglu_mlp_forward(x, y, rows, dim_, width_, store_.value(w1_), store_.value(w3_),
-                     store_.value(w2_), saved_.a.data(), saved_.b.data(), saved_.h.data());
+MlpWeights<T> SwiGluMlp<T>::weights() const {
+  return {store_.value(w1_), store_.value(w3_), store_.value(w2_)};
 }
 
 template <typename T>
-void SwiGluMlp<T>::backward(const T* dy, const T* x, T* dx, int64_t rows,
-                            WeightGradQueue<T>* weight_grads) {
+void SwiGluMlp<T>::forward(const T* x, T* y, int64_t rows) {
+  saved_.x.store(x, rows, dim_, format_);
+  saved_.acts.resize(rows, width_, format_);
+  swiglu_mlp_forward(format_, saved_.x.view(), y, rows, dim_, width_, weights(), saved_.acts,
+                     0);
+}
+
+template <typename T>
+void SwiGluMlp<T>::backward(const T* dy, T* dx, int64_t rows, WeightGradQueue<T>* weight_grads) {
   grads_.resize(rows, width_);
-  swiglu_mlp_backward_input(dy, dx, rows, dim_, width_, store_.value(w1_), store_.value(w3_),
-                            store_.value(w2_), saved_.a.data(), saved_.b.data(),
-                            grads_.da.data(), grads_.db.data(), grads_.dh.data());
+  swiglu_mlp_backward_input(format_, dy, dx, rows, dim_, width_, weights(),
+                            saved_.acts.a.data(), saved_.acts.b.data(), grads_.da.data(),
+                            grads_.db.data(), grads_.dh.data());
   const int64_t n = rows * width_;
   const T* dy_w = kept_for_weight_grad(weight_grads, dy, rows * dim_);
   const T* da = kept_for_weight_grad(weight_grads, grads_.da.data(), n);
   const T* db = kept_for_weight_grad(weight_grads, grads_.db.data(), n);
-  weight_grad(weight_grads, [=, h = saved_.h.data()] {
-    swiglu_mlp_backward_weight(dy_w, x, rows, dim_, width_, h, da, db, store_.grad(w1_),
+  weight_grad(weight_grads, [=, f = format_, x = saved_.x.view(), h = saved_.acts.h.view()] {
+    swiglu_mlp_backward_weight(f, dy_w, x, rows, dim_, width_, h, da, db, store_.grad(w1_),
                                store_.grad(w3_), store_.grad(w2_));
   });
 }
@@ -96,13 +117,16 @@ void SwiGluMlp<T>::backward(const T* dy, const T* x, T* dx, int64_t rows,
   template struct MlpActivations<T>;                                                           \
   template struct MlpGradients<T>;                                                             \
   template class SwiGluMlp<T>;                                                                 \
-  template void swiglu_mlp_forward<T>(const T*, T*, int64_t, int64_t, int64_t, const T*,      \
-                                      const T*, const T*, T*, T*, T*);                         \
-  template void swiglu_mlp_backward_input<T>(const T*, T*, int64_t, int64_t, int64_t,         \
-                                             const T*, const T*, const T*, const T*,           \
+  template void swiglu_mlp_forward<T>(const LinearFormat&, const LinearInputView<T>&, T*,      \
+                                      int64_t, int64_t, int64_t, const MlpWeights<T>&,         \
+                                      MlpActivations<T>&, int64_t);                            \
+  template void swiglu_mlp_backward_input<T>(const LinearFormat&, const T*, T*, int64_t,       \
+                                             int64_t, int64_t, const MlpWeights<T>&, const T*, \
                                              const T*, T*, T*, T*);                            \
-  template void swiglu_mlp_backward_weight<T>(const T*, const T*, int64_t, int64_t, int64_t,  \
-                                              const T*, const T*, const T*, T*, T*, T*);
+  template void swiglu_mlp_backward_weight<T>(const LinearFormat&, const T*,                   \
+                                              const LinearInputView<T>&, int64_t, int64_t,     \
+                                              int64_t, const LinearInputView<T>&, const T*,    \
+                                              const T*, T*, T*, T*);
 BALEINE_INSTANTIATE(float)
 BALEINE_INSTANTIATE(double)
 #undef BALEINE_INSTANTIATE

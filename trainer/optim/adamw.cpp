@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/adamw.h"
 
@@ -9,10 +11,22 @@ namespace baleine::optim {
 
 using model::Placement;
 
+MomentPrecision moment_precision(const config::PrecisionSection& precision) {
+  if (precision.optimizer_state == "fp32") return MomentPrecision::kFp32;
+  if (precision.optimizer_state == "bf16") return MomentPrecision::kBf16;
+  // load_config refuses other values; a config built in code must not fall back silently.
+  throw std::invalid_argument("precision.optimizer_state: unknown value '" +
+                              precision.optimizer_state + "' (fp32 | bf16)");
+}
+
+const char* moment_precision_name(MomentPrecision precision) {
+  return precision == MomentPrecision::kBf16 ? "BF16" : "FP32";
+}
+
 AdamW::AdamW(const config::AdamWSection& hyper, double grad_clip,
              const model::ParameterStore<float>& params, const DataParallelGroups& groups,
-             bool zero)
-    : hyper_(hyper), grad_clip_(grad_clip), groups_(groups), zero_(zero) {
+             bool zero, MomentPrecision moments)
+    : hyper_(hyper), grad_clip_(grad_clip), groups_(groups), zero_(zero), moments_(moments) {
   for (const Placement placement : {Placement::kReplicated, Placement::kExpert}) {
     const auto region = params.region(placement);
     parallel::Comm* group = placement == Placement::kReplicated ? groups.dp : groups.expert_dp;
@@ -20,8 +34,14 @@ AdamW::AdamW(const config::AdamWSection& hyper, double grad_clip,
     s.shard = make_shard(region, zero ? group : nullptr);
     s.first = region.offset + std::min(s.shard.begin, region.size);
     s.count = std::min(s.shard.end(), region.size) - std::min(s.shard.begin, region.size);
-    s.m.assign(static_cast<size_t>(s.count), 0.0f);
-    s.v.assign(static_cast<size_t>(s.count), 0.0f);
+    // Both formats start at +0 (BF16 code 0x0000 is +0.0).
+    if (moments == MomentPrecision::kBf16) {
+      s.m_bf16.assign(static_cast<size_t>(s.count), 0);
+      s.v_bf16.assign(static_cast<size_t>(s.count), 0);
+    } else {
+      s.m.assign(static_cast<size_t>(s.count), 0.0f);
+      s.v.assign(static_cast<size_t>(s.count), 0.0f);
+    }
     segments_.push_back(std::move(s));
   }
 }
@@ -88,8 +108,13 @@ StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t s
       if (lo >= hi) continue;
       k.weight_decay = e.weight_decay ? static_cast<float>(hyper_.weight_decay) : 0.0f;
       const int64_t at = lo - s.first;
-      kernels::adamw_update(params.values().data() + lo, grad + at, s.m.data() + at,
-                            s.v.data() + at, hi - lo, k);
+      if (moments_ == MomentPrecision::kBf16) {
+        kernels::adamw_update_bf16_moments(params.values().data() + lo, grad + at,
+                                           s.m_bf16.data() + at, s.v_bf16.data() + at, hi - lo, k);
+      } else {
+        kernels::adamw_update(params.values().data() + lo, grad + at, s.m.data() + at,
+                              s.v.data() + at, hi - lo, k);
+      }
     }
     if (zero_) {
       // Send the updated shard (zero-padded past the region's end) to every rank of its group.
@@ -103,7 +128,10 @@ StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t s
 
 int64_t AdamW::state_bytes() const {
   int64_t n = 0;
-  for (const auto& s : segments_) n += static_cast<int64_t>((s.m.size() + s.v.size()) * sizeof(float));
+  for (const auto& s : segments_) {
+    n += static_cast<int64_t>((s.m.size() + s.v.size()) * sizeof(float) +
+                              (s.m_bf16.size() + s.v_bf16.size()) * sizeof(uint16_t));
+  }
   return n;
 }
 

@@ -2,7 +2,8 @@
 // AdamW over a ParameterStore's flat buffers, with global-norm gradient clipping, data-parallel
 // gradient averaging and, optionally, ZeRO-1 (Rajbhandari et al. 2020): each data-parallel rank
 // keeps the moments of, and updates, only its shard of every region, then the updated shards
-// are all-gathered. Moments are FP32 here; BF16 moments come with the precision issue.
+// are all-gathered. Master weights and gradients are FP32; the moments are FP32 or BF16
+// (precision.optimizer_state), each rank keeping them for exactly the elements it updates.
 #include <cstdint>
 #include <vector>
 
@@ -11,6 +12,14 @@
 #include "trainer/optim/data_parallel.h"
 
 namespace baleine::optim {
+
+// How AdamW stores its moments m and v. BF16 halves the optimizer state (DeepSeek-V3 report
+// §3.3.3); the update itself is computed in FP32 either way (kernels/adamw.h).
+enum class MomentPrecision { kFp32, kBf16 };
+
+// From precision.optimizer_state ("fp32" | "bf16"); std::invalid_argument for anything else.
+MomentPrecision moment_precision(const config::PrecisionSection& precision);
+const char* moment_precision_name(MomentPrecision precision);  // "FP32" | "BF16"
 
 struct StepStats {
   double grad_norm = 0;   // global L2 norm before clipping, over the whole model
@@ -21,12 +30,13 @@ class AdamW {
  public:
   AdamW(const config::AdamWSection& hyper, double grad_clip,
         const model::ParameterStore<float>& params, const DataParallelGroups& groups = {},
-        bool zero = false);
+        bool zero = false, MomentPrecision moments = MomentPrecision::kFp32);
   // Averages the gradients over data parallelism, clips, and updates at learning rate lr;
   // step is 1-based (bias correction).
   StepStats step(model::ParameterStore<float>& params, double lr, int64_t step);
-  int64_t state_bytes() const;  // moments held by this rank
+  int64_t state_bytes() const;  // moments held by this rank, in their stored format
   bool sharded() const { return zero_; }
+  MomentPrecision moments() const { return moments_; }
 
  private:
   // A contiguous range of one region that this rank updates: the whole region, or its ZeRO
@@ -34,8 +44,9 @@ class AdamW {
   struct Segment {
     Shard shard;
     int64_t first = 0, count = 0;
-    std::vector<float> m, v;
-    std::vector<float> grad, padded;  // ZeRO: the reduced shard gradient and staging
+    std::vector<float> m, v;               // FP32 moments (empty when BF16)
+    std::vector<uint16_t> m_bf16, v_bf16;  // BF16 moments as bit patterns (empty when FP32)
+    std::vector<float> grad, padded;       // ZeRO: the reduced shard gradient and staging
   };
   const float* segment_grad(const model::ParameterStore<float>& params, const Segment& s) const;
 
@@ -43,6 +54,7 @@ class AdamW {
   double grad_clip_;
   DataParallelGroups groups_;
   bool zero_;
+  MomentPrecision moments_;
   std::vector<Segment> segments_;  // replicated, expert
 };
 

@@ -77,6 +77,15 @@ std::string format_metrics_json(const StepRecord& r) {
     }
     json += "]";
   }
+  json += printf_string(
+      ",\"activation_cache_bytes\":%lld,\"other_activation_bytes\":%lld",
+      static_cast<long long>(r.activation_cache_bytes),
+      static_cast<long long>(r.other_activation_bytes));
+  if (r.has_moe) {
+    json += printf_string(",\"dispatch_bytes\":%lld,\"combine_bytes\":%lld",
+                          static_cast<long long>(r.dispatch_bytes),
+                          static_cast<long long>(r.combine_bytes));
+  }
   if (!r.pipeline_busy_s.empty()) {
     json += ",\"pipeline_busy_s\":" + json_array(r.pipeline_busy_s);
     json += ",\"pipeline_bubble_s\":" + json_array(r.pipeline_bubble_s);
@@ -89,6 +98,17 @@ std::string format_metrics_json(const StepRecord& r) {
     json += "]";
   }
   return json + "}";
+}
+
+std::string format_memory_line(const StepRecord& r, const std::string& compute) {
+  const auto mb = [](int64_t bytes) { return printf_string("%.2f MB", bytes / 1e6); };
+  std::string line = "memory per step (all ranks, Linears in " + compute +
+                     "): Linear activation cache " + mb(r.activation_cache_bytes) +
+                     ", other saved activations " + mb(r.other_activation_bytes);
+  if (r.has_moe) {
+    line += "; EP dispatch " + mb(r.dispatch_bytes) + ", combine " + mb(r.combine_bytes);
+  }
+  return line;
 }
 
 std::string format_expert_load_json(int64_t step, const std::vector<ExpertLoadRecord>& layers) {

@@ -30,10 +30,17 @@ struct StepRecord {
   // rest of its step's pipeline (the bubble: waiting for activations and gradients); empty
   // without a pipeline.
   std::vector<double> pipeline_busy_s, pipeline_bubble_s;
+  // Summed over all ranks and micro-batches of the step: what the forwards kept for the
+  // backward (the Linears' saved inputs, and everything else), and the bytes put on the EP
+  // wire by the forward dispatch and combine (model/expert_wire.h).
+  int64_t activation_cache_bytes = 0, other_activation_bytes = 0;
+  int64_t dispatch_bytes = 0, combine_bytes = 0;
 };
 
 // "step   10/200 | loss 3.2145 | val 3.1002 | lr 1.20e-03 | grad 0.85 | 12.3k tok/s | 0:12 elapsed | eta 2:00"
 std::string format_progress_line(const StepRecord& r);
+// "memory per step: Linear activation cache 1.20 MB (fp8), other saved activations …"
+std::string format_memory_line(const StepRecord& r, const std::string& compute);
 // {"step":10,"loss":3.2145,...} on one line.
 std::string format_metrics_json(const StepRecord& r);
 // The step's routing, one object per MoE layer: {"step":N,"layers":[{"layer":L,

@@ -21,6 +21,7 @@
 #include "trainer/train/expert_balance.h"
 #include "trainer/train/param_dump.h"
 #include "trainer/train/pipeline_plan.h"
+#include "trainer/train/precision_report.h"
 #include "trainer/train/progress.h"
 #include "trainer/train/run_dir.h"
 #include "trainer/train/stage_work.h"
@@ -105,7 +106,8 @@ void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroup
       << c.model.layers - c.model.dense_layers << " MoE with " << c.model.moe.routed_experts
       << " routed top-" << c.model.moe.top_k << " + " << c.model.moe.shared_experts
       << " shared)\n";
-  out << "optimizer: AdamW, FP32 moments: " << format_count(static_cast<double>(optimizer.state_bytes()))
+  out << "optimizer: AdamW, " << optim::moment_precision_name(optimizer.moments())
+      << " moments: " << format_count(static_cast<double>(optimizer.state_bytes()))
       << "B per rank" << (optimizer.sharded() ? " (ZeRO-1: sharded over data parallelism)" : "")
       << "\n";
   out << "data: train " << format_count(static_cast<double>(train.size())) << " tokens in "
@@ -160,16 +162,18 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
   const auto& placement = g.placement();
   const bool expert_parallel = g.topology.ep() > 1;
   const PipelinePlan pipeline = plan_pipeline(c, placement.stage);
+  const model::PrecisionPlan precision = model::plan_precision(c.precision);
   model::Model<float> model(c.model, c.run.seed,
                             {expert_parallel ? g.ep.get() : nullptr, placement.expert_begin},
-                            pipeline.parts);
+                            pipeline.parts, precision);
   optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters(),
                          {g.dp.get(), g.ep.get(), g.expert_dp.get(), c.parallel.bucket_mb,
                           g.pp.get(), g.mirror.get()},
-                         c.parallel.zero == 1);
+                         c.parallel.zero == 1, optim::moment_precision(c.precision));
   if (run_dir) {
     print_start_banner(c, g, model.count_parameters(), optimizer, train_data, val_data.get(),
                        run_dir->path(), out);
+    out << describe_precision(c, precision);
     if (c.parallel.pp > 1) out << describe_pipeline(c, pipeline) << std::flush;
     for (const auto& kept : run_dir->kept_previous()) {
       out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
@@ -227,7 +231,19 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     r.grad_norm = stats.grad_norm;
     r.has_moe = c.model.layers > c.model.dense_layers;
     int64_t rows_received = 0;
-    for (auto* moe : moe_layers) rows_received += moe->rows_received();
+    // What this step kept for its backward and put on the EP wire, summed over all ranks.
+    const model::ActivationBytes saved = model.take_activation_bytes();
+    int64_t bytes[4] = {saved.linear_inputs, saved.other, 0, 0};
+    for (auto* moe : moe_layers) {
+      rows_received += moe->rows_received();
+      bytes[2] += moe->dispatch_bytes();
+      bytes[3] += moe->combine_bytes();
+    }
+    g.world->allreduce_sum(bytes, 4, DType::kInt64);
+    r.activation_cache_bytes = bytes[0];
+    r.other_activation_bytes = bytes[1];
+    r.dispatch_bytes = bytes[2];
+    r.combine_bytes = bytes[3];
     if (r.has_moe) {
       // Balancing sees the whole global batch, so replicated biases move identically.
       const auto balance =
@@ -274,7 +290,10 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       window_tokens = 0;
       window_eval_seconds = 0;
     }
-    if (step == 1) summary.first_loss = r.loss;
+    if (step == 1) {
+      summary.first_loss = r.loss;
+      summary.first_step_bytes = r;
+    }
     summary.last_loss = r.loss;
     summary.steps = step;
     summary.tokens = r.tokens;
@@ -287,6 +306,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       << " tokens in " << format_duration(summary.seconds) << "; loss " << summary.first_loss
       << " -> " << summary.last_loss;
   if (summary.has_val_loss) out << ", val " << summary.last_val_loss;
+  out << "\n" << format_memory_line(summary.first_step_bytes, c.precision.compute);
   if (run_dir) out << "\nmetrics: " << run_dir->metrics().path();
   out << "\n";
   return summary;

@@ -8,6 +8,7 @@
 
 #include "parallel/process_groups.h"
 #include "trainer/config/config.h"
+#include "trainer/train/progress.h"
 
 namespace baleine::train {
 
@@ -23,6 +24,7 @@ struct TrainSummary {
   bool has_val_loss = false;
   double last_val_loss = 0;
   double seconds = 0;
+  StepRecord first_step_bytes;  // step 1's record (its activation and wire bytes)
 };
 
 // Throws UserError for bad input discovered while setting up (data, run dir). Only `out` of
