@@ -5,20 +5,22 @@
 # last loss, the mean training loss over the last 100 steps, the last validation loss, and the
 # fp8/bf16 ratio of the means (DeepSeek-V3 reports FP8 within 0.25% of BF16; the acceptance bar
 # here is 0.5%). Not a test: it takes ~10 minutes on 2 cores.
-#   bench/precision_accuracy.sh [TEXT] [STEPS]
+#   [BALEINE=build-x/baleine] bench/precision_accuracy.sh [TEXT] [STEPS]
 # TEXT defaults to ../shared/data/tinyshakespeare.txt. Run dirs: runs/precision-{fp32,bf16,fp8}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 text=${1:-../shared/data/tinyshakespeare.txt}
 steps=${2:-500}
 [[ -f "$text" ]] || { echo "precision_accuracy: no text at $text (pass a path)" >&2; exit 2; }
-scripts/build.sh baleine >/dev/null
-build/baleine data prepare --input "$text" --output data/precision-accuracy --val-fraction 0.05 >/dev/null
+# BALEINE=path/to/baleine uses an existing build instead of building build/.
+bin=${BALEINE:-build/baleine}
+[[ -n "${BALEINE:-}" ]] || scripts/build.sh baleine >/dev/null
+"$bin" data prepare --input "$text" --output data/precision-accuracy --val-fraction 0.05 >/dev/null
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 for compute in fp32 bf16 fp8; do
   start=$(date +%s)
-  mpirun --oversubscribe -np 4 build/baleine train configs/quickstart.yaml \
+  mpirun --oversubscribe -np 4 "$bin" train configs/quickstart.yaml \
     --set precision.compute=$compute --set train.steps="$steps" --set train.eval_every=100 \
     --set data.train='data/precision-accuracy/train_*.bin' \
     --set data.val='data/precision-accuracy/val_*.bin' \

@@ -33,7 +33,14 @@ void fp8_encode_scaled(const float* x, float inv_scale, uint8_t* out, int64_t n,
                        Fp8Format format);
 
 // BF16: the top 16 bits of a float, rounded to nearest even; NaN becomes 0x7FFF.
-uint16_t bf16_encode(float x);
+inline uint16_t bf16_encode(float x) {
+  union {
+    float f;
+    uint32_t u;
+  } v{x};
+  if ((v.u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FFF;
+  return static_cast<uint16_t>((v.u + 0x7FFFu + ((v.u >> 16) & 1u)) >> 16);
+}
 inline float bf16_decode(uint16_t bits) {
   union {
     uint32_t u;

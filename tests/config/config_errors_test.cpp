@@ -11,10 +11,9 @@ namespace {
 using testing::expect_error;
 using testing::kMinimal;
 using testing::load_error;
+using testing::with;
 using testing::user_error_of;
 
-// kMinimal plus `extra`, whose first line is line 3 of q.yaml.
-std::string with(const std::string& extra) { return std::string(kMinimal) + extra; }
 
 // YAML that sets the dotted `key` to `value`, one section per line, so the key sits on line
 // 2 + (number of names) of with(...).

@@ -15,6 +15,8 @@ namespace baleine::config::testing {
 inline const char* kFile = "q.yaml";
 // The smallest valid config: two lines, so a key appended after it sits on line 3 or later.
 inline const char* kMinimal = "data:\n  train: shards/train\n";
+// kMinimal plus `extra`, whose first line is line 3 of the file.
+inline std::string with(const std::string& extra) { return std::string(kMinimal) + extra; }
 
 inline RunConfig load(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return load_config_from_string(yaml, kFile, overrides);

@@ -14,11 +14,10 @@ using testing::expect_error;
 using testing::kMinimal;
 using testing::load;
 using testing::load_error;
+using testing::with;
 
 using Counts = std::vector<int64_t>;
 
-// kMinimal plus `extra`, whose first line is line 3 of q.yaml.
-std::string with(const std::string& extra) { return std::string(kMinimal) + extra; }
 
 // Three pipeline ranks (1F1B: three stages) over the default four blocks, and `list` on line 5.
 std::string three_stages(const std::string& list) {

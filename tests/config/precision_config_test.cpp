@@ -15,11 +15,10 @@ using testing::expect_error;
 using testing::kMinimal;
 using testing::load;
 using testing::load_error;
+using testing::with;
 
 using Blocks = std::vector<int64_t>;
 
-// kMinimal plus `extra`, whose first line is line 3 of q.yaml.
-std::string with(const std::string& extra) { return std::string(kMinimal) + extra; }
 
 // A whole precision section, one key per line: compute on line 4, optimizer_state on 5,
 // format on 7, tile on 8, power_of_two_scales on 9, high_precision_blocks on 10.

@@ -12,6 +12,13 @@ namespace k = baleine::kernels;
 
 namespace {
 
+// Promotion into FP32 at every K tile, whatever the tile (V3 §3.3.2: every 128 products).
+k::Fp8Accumulation promote_every_tile(const LinearFormat& f) {
+  k::Fp8Accumulation a;
+  a.promote_every = f.tile;
+  return a;
+}
+
 k::Fp8ScaleOptions scale_options(k::Fp8Format format, bool power_of_two) {
   k::Fp8ScaleOptions o;
   o.format = format;
@@ -180,7 +187,7 @@ void linear_fprop(const LinearFormat& f, const LinearInputView<T>& x, const T* w
     case LinearPrecision::kFp8:
       k::fp8_quantize(w, N, K, {f.tile, f.tile}, scale_options(f.forward_format, f.power_of_two),
                       &s.qb);
-      k::fp8_gemm_tn(x.fp8, s.qb.view(), y, false);
+      k::fp8_gemm_tn(x.fp8, s.qb.view(), y, false, promote_every_tile(f));
       return;
   }
 }
@@ -205,7 +212,7 @@ void linear_dgrad(const LinearFormat& f, const T* dy, const T* w, T* dx, int64_t
       // Wᵀ [K, N] in the same tile×tile blocks (a block's amax does not care about transposes).
       k::fp8_quantize_transposed(w, N, K, {f.tile, f.tile},
                                  scale_options(f.forward_format, f.power_of_two), &s.qb);
-      k::fp8_gemm_tn(s.qa.view(), s.qb.view(), dx, accumulate);
+      k::fp8_gemm_tn(s.qa.view(), s.qb.view(), dx, accumulate, promote_every_tile(f));
       return;
   }
 }
@@ -230,7 +237,7 @@ void linear_wgrad(const LinearFormat& f, const T* dy, const LinearInputView<T>& 
       k::fp8_dequantize(x.fp8, s.a.data());
       k::fp8_quantize_transposed(s.a.data(), M, K, {f.tile, 1},
                                  scale_options(f.forward_format, f.power_of_two), &s.qb);
-      k::fp8_gemm_tn(s.qa.view(), s.qb.view(), dw, true);
+      k::fp8_gemm_tn(s.qa.view(), s.qb.view(), dw, true, promote_every_tile(f));
       return;
     }
   }
