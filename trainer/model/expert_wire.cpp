@@ -8,10 +8,6 @@ namespace baleine::model {
 
 namespace k = baleine::kernels;
 
-namespace {
-constexpr int kMinExponent = -127;  // the smallest scale one exponent byte carries
-}
-
 int64_t fp8_wire_row_bytes(int64_t dim, int64_t tile) { return dim + (dim + tile - 1) / tile; }
 
 template <typename T>
@@ -26,22 +22,9 @@ void encode_fp8_rows(const T* rows, int64_t n, int64_t dim, int64_t tile, k::Fp8
   k::fp8_quantize(rows, n, dim, {1, tile}, options, &q);
   for (int64_t r = 0; r < n; ++r) {
     uint8_t* out = wire.data() + r * row_bytes;
-    // A scale too small for one byte is raised: the tile's codes are recomputed with it.
-    bool raised = false;
-    for (int64_t t = 0; t < tiles; ++t) {
-      const float scale = q.scales[r * tiles + t];
-      const int e = std::max(std::ilogb(scale), kMinExponent);
-      raised = raised || std::ilogb(scale) < kMinExponent;
-      out[dim + t] = static_cast<uint8_t>(static_cast<int8_t>(e));
-    }
     std::memcpy(out, q.codes.data() + r * dim, static_cast<size_t>(dim));
-    if (raised) {
-      for (int64_t t = 0; t < tiles; ++t) {
-        const float scale = std::ldexp(1.0f, static_cast<int8_t>(out[dim + t]));
-        for (int64_t c = t * tile; c < std::min(dim, (t + 1) * tile); ++c) {
-          out[c] = k::fp8_encode(static_cast<float>(rows[r * dim + c]) / scale, format);
-        }
-      }
+    for (int64_t t = 0; t < tiles; ++t) {
+      out[dim + t] = static_cast<uint8_t>(static_cast<int8_t>(std::ilogb(q.scales[r * tiles + t])));
     }
   }
 }

@@ -17,8 +17,8 @@ namespace baleine::model {
 // FP8 rows: [dim codes][one exponent byte per tile] each.
 int64_t fp8_wire_row_bytes(int64_t dim, int64_t tile);
 
-// rows [n, dim] → FP8 wire rows (power-of-two scales; scales below 2^-127, which only
-// all-but-zero tiles reach, are raised to it).
+// rows [n, dim] → FP8 wire rows (power-of-two scales, which the quantizer keeps within
+// [2^-126, 2^120]: each fits one signed exponent byte).
 template <typename T>
 void encode_fp8_rows(const T* rows, int64_t n, int64_t dim, int64_t tile,
                      kernels::Fp8Format format, std::vector<uint8_t>& wire);

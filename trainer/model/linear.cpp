@@ -243,11 +243,6 @@ void linear_wgrad(const LinearFormat& f, const T* dy, const LinearInputView<T>& 
   }
 }
 
-template <typename T>
-void round_to_bf16(T* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(k::bf16_round(static_cast<float>(x[i])));
-}
-
 #define BALEINE_INSTANTIATE(T)                                                                  \
   template struct LinearInputView<T>;                                                           \
   template struct LinearInput<T>;                                                               \
@@ -256,8 +251,7 @@ void round_to_bf16(T* x, int64_t n) {
   template void linear_dgrad<T>(const LinearFormat&, const T*, const T*, T*, int64_t, int64_t, \
                                 int64_t, bool);                                                 \
   template void linear_wgrad<T>(const LinearFormat&, const T*, const LinearInputView<T>&, T*,  \
-                                int64_t, int64_t, int64_t);                                     \
-  template void round_to_bf16<T>(T*, int64_t);
+                                int64_t, int64_t, int64_t);
 BALEINE_INSTANTIATE(float)
 BALEINE_INSTANTIATE(double)
 #undef BALEINE_INSTANTIATE

@@ -97,8 +97,4 @@ template <typename T>
 void linear_wgrad(const LinearFormat& f, const T* dy, const LinearInputView<T>& x, T* dw,
                   int64_t M, int64_t K, int64_t N);
 
-// Values rounded to the wire format of the EP combine path (BF16 unless fp32), in place.
-template <typename T>
-void round_to_bf16(T* x, int64_t n);
-
 }  // namespace baleine::model
