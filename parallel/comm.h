@@ -24,6 +24,10 @@ constexpr int kExitCommTimeout = 3;  // process exit status after a collective t
 enum class DType { kFloat32, kFloat64, kInt32, kInt64, kByte };
 size_t dtype_size(DType type);
 
+// Seconds this process has spent inside collectives of any group (not point-to-point waits),
+// since it started: the GPU-hour ledger's exposed communication (trainer/cost/segments.h).
+double collective_seconds();
+
 class Request {
  public:
   virtual ~Request() = default;

@@ -6,6 +6,8 @@
 // MPI's own: deterministic for a given group size, count and input.
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
 #include <climits>
 #include <memory>
 #include <numeric>
@@ -31,6 +33,10 @@ size_t dtype_size(DType type) {
 }
 
 namespace {
+
+// Nanoseconds inside collectives; atomic because a deferred weight-gradient job or a watchdog
+// thread may one day call from another thread (today only the training thread does).
+std::atomic<int64_t> collective_nanoseconds{0};
 
 // The one place where baleine's DType meets MPI's datatypes.
 MPI_Datatype mpi_datatype(DType type) {
@@ -216,11 +222,15 @@ class MpiComm final : public CommGroupState {
  private:
   template <class Start>
   void run_collective(const std::string& operation, Start start) {
+    const auto begin = std::chrono::steady_clock::now();
     ++sequence_;
     watchdog_->announce(sequence_);
     MPI_Request request = MPI_REQUEST_NULL;
     start(&request);
     watchdog_->wait_collective(&request, operation, sequence_);
+    collective_nanoseconds += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::steady_clock::now() - begin)
+                                  .count();
   }
 
   std::unique_ptr<Request> point_to_point(void* data, int64_t count, DType type, int peer,
@@ -304,5 +314,7 @@ std::unique_ptr<Comm> make_mpi_world(double timeout_s) {
   MPI_Comm_dup(MPI_COMM_WORLD, &world);
   return std::make_unique<MpiComm>(world, "world", timeout_s);
 }
+
+double collective_seconds() { return 1e-9 * static_cast<double>(collective_nanoseconds.load()); }
 
 }  // namespace baleine::parallel

@@ -16,14 +16,17 @@
 #include "trainer/data/prepare.h"
 #include "trainer/cli_args.h"
 #include "trainer/errors.h"
+#include "trainer/plan_command.h"
+#include "trainer/report_command.h"
 #include "trainer/schedule_command.h"
+#include "trainer/train/run_ledger.h"
 #include "trainer/train/trainer.h"
 
 namespace baleine::cli {
 
 namespace {
 
-const std::vector<std::string> kCommands = {"train", "data", "schedule", "help"};
+const std::vector<std::string> kCommands = {"train", "data", "schedule", "plan", "report", "help"};
 
 std::string train_usage() {
   return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]... [--save-params DIR]\n"
@@ -175,12 +178,15 @@ std::string usage() {
          "  train CONFIG.yaml [--set KEY=VALUE]...   train a model (alone or under mpirun/srun)\n"
          "  data prepare --input PATH... --output DIR  tokenize text into token shards\n"
          "  schedule CONFIG.yaml [--costs F,B,W,FB]    show and simulate the pipeline schedule\n"
+         "  plan CONFIG.yaml [--tokens N]              predict GPU-hours, memory and $ (no training)\n"
+         "  report RUN_DIR... [--output DIR]           the cost report of runs, or of phases merged\n"
          "  help                                       this text\n\n"
          "options: --help, --version\n"
          "Each command takes --help. Exit status: 0 success, 2 invalid input, 1 internal error.\n";
 }
 
 int run(int argc, char** argv) {
+  train::process_start();  // the GPU-hour ledger counts a rank's time from here (startup)
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.empty()) {
@@ -201,6 +207,8 @@ int run(int argc, char** argv) {
     if (command == "train") return run_train(rest, &argc, &argv);
     if (command == "data") return run_data(rest);
     if (command == "schedule") return run_schedule(rest);
+    if (command == "plan") return run_plan(rest);
+    if (command == "report") return run_report(rest);
     throw usage_error("unknown command '" + command + "'",
                       suggestion_hint(command, kCommands, "baleine --help"));
   } catch (const UserError& e) {

@@ -41,7 +41,11 @@ class PrecisionRuns : public EquivalenceTest {
 TEST_F(PrecisionRuns, Fp8TrainsTheSameNumbersOnEveryLayout) {
   const std::string fp8 = "--set precision.compute=fp8 ";
   run("single", 1, fp8);
-  constexpr double kBitwise = 0, kReorderedParams = 0.1, kReorderedLoss = 5e-3;
+  // With dp and ep the sums are reordered, and under FP8 a sum that differs in its last bit
+  // can quantize to the neighbouring E4M3 code (1/8 apart), so layouts drift apart faster than
+  // in FP32. Measured worst over 20 steps: 9.0e-3 of the loss, 2.7e-2 of a parameter (the
+  // corpus is the checkout's own sources, so the exact figure moves as the code grows).
+  constexpr double kBitwise = 0, kReorderedParams = 0.1, kReorderedLoss = 2e-2;
   expect_same_as_single_process(
       run("1f1b-pp2", 2, fp8 + "--set parallel.pp=2 --set parallel.schedule=1f1b"), kBitwise,
       kBitwise);

@@ -154,7 +154,7 @@ TEST(PrecisionConfig, TableAndResolvedYamlRoundTrip) {
   EXPECT_TRUE(contains(yaml, "\nprecision:\n  compute: \"fp8\"\n  optimizer_state: \"bf16\"\n"
                              "  fp8:\n    format: \"hybrid\"\n    tile: 64\n"
                              "    power_of_two_scales: true\n"
-                             "    high_precision_blocks: [0, 3]\nlog:\n"))
+                             "    high_precision_blocks: [0, 3]\ncost:\n"))
       << yaml;
   const RunConfig reloaded = load_config_from_string(yaml, "resolved.yaml");
   EXPECT_EQ(reloaded.precision.compute, original.precision.compute);

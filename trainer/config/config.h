@@ -122,6 +122,32 @@ struct PrecisionSection {
   Fp8Section fp8;
 };
 
+// What a device-hour costs and what the run is for (the GPU-hour ledger, `baleine plan` and
+// `baleine report`; see trainer/cost/).
+struct CostPlanSection {
+  // Planning throughput for `baleine plan`: one of these (the first non-zero in this order),
+  // else mfu's default. DeepSeek-V3 reports 180K H800 GPU-hours per trillion tokens (§1).
+  double gpu_hours_per_trillion_tokens = 0;
+  double tokens_per_gpu_s = 0;
+  double mfu = 0.35;                 // of the device's BF16 dense peak
+};
+
+struct CostSection {
+  std::string gpu = "cpu";           // a device of the table (trainer/config/gpu_table.h)
+  double usd_per_gpu_hour = 2.0;     // DeepSeek-V3's assumed H800 rental price (§1)
+  std::string phase = "pretraining";  // pretraining | context_extension | post_training
+  double token_budget = 0;           // tokens the whole phase will train; 0 = this run's
+                                     // train.steps x tokens per step
+  double peak_tflops = 0;            // overrides the table's BF16 dense peak (0 = the table's)
+  CostPlanSection plan;
+};
+
+struct LedgerSection {
+  // RUN_DIR/ledger.jsonl is flushed and fsync'd at least this often (and at every checkpoint
+  // and at the end), so a crash loses at most this much accounting.
+  double flush_every_s = 30.0;
+};
+
 struct LogSection {
   int64_t every = 10;                // steps between progress lines
 };
@@ -134,6 +160,8 @@ struct RunConfig {
   TrainSection train;
   ParallelSection parallel;
   PrecisionSection precision;
+  CostSection cost;
+  LedgerSection ledger;
   LogSection log;
 
   // Where each key was set: "file:line", "--set KEY=VALUE", or the file alone for a default.

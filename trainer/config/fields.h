@@ -75,6 +75,17 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("precision.fp8.power_of_two_scales", c.precision.fp8.power_of_two_scales);
   visit("precision.fp8.high_precision_blocks", c.precision.fp8.high_precision_blocks);
 
+  visit("cost.gpu", c.cost.gpu);
+  visit("cost.usd_per_gpu_hour", c.cost.usd_per_gpu_hour);
+  visit("cost.phase", c.cost.phase);
+  visit("cost.token_budget", c.cost.token_budget);
+  visit("cost.peak_tflops", c.cost.peak_tflops);
+  visit("cost.plan.gpu_hours_per_trillion_tokens", c.cost.plan.gpu_hours_per_trillion_tokens);
+  visit("cost.plan.tokens_per_gpu_s", c.cost.plan.tokens_per_gpu_s);
+  visit("cost.plan.mfu", c.cost.plan.mfu);
+
+  visit("ledger.flush_every_s", c.ledger.flush_every_s);
+
   visit("log.every", c.log.every);
 }
 

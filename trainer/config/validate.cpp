@@ -1,12 +1,14 @@
 #include "trainer/config/validate.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "trainer/config/did_you_mean.h"
+#include "trainer/config/gpu_table.h"
 #include "trainer/config/value_text.h"
 #include "trainer/errors.h"
 
@@ -400,6 +402,45 @@ void check_batch(const RunConfig& c, const Rules& rules) {
   }
 }
 
+std::string lowercase(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// The cost section (trainer/cost/) and the ledger: the device must be in the table (its peaks
+// are what MFU and H800-equivalent hours divide by), prices, budgets and rates are never
+// negative, the planning MFU is a fraction of the peak, and the ledger is flushed at some
+// positive interval.
+void check_cost(const RunConfig& c, const Rules& rules) {
+  const CostSection& cost = c.cost;
+  if (!find_device(cost.gpu)) {
+    const std::vector<std::string> names = device_names();
+    std::vector<std::string> lowered;  // the table is matched case-insensitively
+    for (const std::string& name : names) lowered.push_back(lowercase(name));
+    const std::string close = closest_match(lowercase(cost.gpu), lowered);
+    std::string suggestion;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (!close.empty() && lowered[i] == close) suggestion = "did you mean '" + names[i] + "'? ";
+    }
+    rules.fail("cost.gpu", "unknown device '" + cost.gpu + "'",
+               suggestion + "Choose one of: " + join(names) +
+                   " (peaks from the vendors' datasheets: trainer/config/gpu_table.cpp); set "
+                   "cost.peak_tflops for a device not listed");
+  }
+  rules.non_negative("cost.usd_per_gpu_hour", cost.usd_per_gpu_hour);
+  rules.one_of("cost.phase", cost.phase, {"pretraining", "context_extension", "post_training"});
+  rules.non_negative("cost.token_budget", cost.token_budget);
+  rules.non_negative("cost.peak_tflops", cost.peak_tflops);
+  rules.non_negative("cost.plan.gpu_hours_per_trillion_tokens",
+                     cost.plan.gpu_hours_per_trillion_tokens);
+  rules.non_negative("cost.plan.tokens_per_gpu_s", cost.plan.tokens_per_gpu_s);
+  if (!(cost.plan.mfu > 0.0 && cost.plan.mfu <= 1.0)) {
+    rules.fail("cost.plan.mfu", "must be in (0, 1], got " + text(cost.plan.mfu),
+               "a fraction of the device's BF16 dense peak, e.g. cost.plan.mfu: 0.35");
+  }
+  rules.positive("ledger.flush_every_s", c.ledger.flush_every_s);
+}
+
 }  // namespace
 
 void validate(const RunConfig& config, const KeyOrigins& origins) {
@@ -415,6 +456,7 @@ void validate(const RunConfig& config, const KeyOrigins& origins) {
   check_batch(config, rules);
   check_pipeline(config, rules);
   check_stage_layers(config, rules);
+  check_cost(config, rules);
 }
 
 }  // namespace baleine::config

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <string>
 
+#include "trainer/cost/units.h"
+
 namespace baleine::train {
 
 namespace {
@@ -42,6 +44,12 @@ std::string format_progress_line(const StepRecord& r) {
   line += printf_string(" | lr %.2e | grad %.3f | %s tok/s", r.lr, r.grad_norm,
                         format_count(r.tokens_per_s).c_str());
   if (r.has_moe) line += printf_string(" | imbalance %.2f", r.expert_imbalance);
+  if (r.has_cost) {
+    line += printf_string(" | MFU %.2g%% bf16", 100 * r.mfu_bf16);
+    if (r.mfu_fp8 > 0) line += printf_string(", %.2g%% fp8", 100 * r.mfu_fp8);
+    line += " | " + cost::format_hours(r.device_hours) + " " + r.device_label + "-h | " +
+            cost::format_usd(r.usd) + " of ~" + cost::format_usd(r.projected_usd);
+  }
   line += " | " + format_duration(r.elapsed_s) + " elapsed | eta " + format_duration(r.eta_s);
   return line;
 }
@@ -62,6 +70,11 @@ std::string format_metrics_json(const StepRecord& r) {
       static_cast<long long>(r.step), r.loss, r.lr, r.grad_norm,
       static_cast<long long>(r.tokens), r.tokens_per_s, r.step_seconds, r.elapsed_s);
   if (r.has_val_loss) json += printf_string(",\"val_loss\":%.6f", r.val_loss);
+  if (r.has_cost) {
+    json += printf_string(",\"mfu_bf16\":%.6g,\"mfu_fp8\":%.6g,\"device_hours\":%.9g,"
+                          "\"usd\":%.9g,\"projected_usd\":%.9g",
+                          r.mfu_bf16, r.mfu_fp8, r.device_hours, r.usd, r.projected_usd);
+  }
   if (r.has_moe) {
     json += printf_string(",\"expert_imbalance\":%.4f,\"aux_loss\":%.6e", r.expert_imbalance,
                           r.aux_loss);

@@ -35,9 +35,17 @@ struct StepRecord {
   // wire by the forward dispatch and combine (model/expert_wire.h).
   int64_t activation_cache_bytes = 0, other_activation_bytes = 0;
   int64_t dispatch_bytes = 0, combine_bytes = 0;
+  // Cost (trainer/train/run_ledger.h): MFU of the progress window against the device's BF16
+  // peak (and FP8 peak under fp8 compute; 0 = not shown), device-hours and dollars of the run
+  // dir so far (earlier restarts included) and projected for train.steps.
+  bool has_cost = false;
+  std::string device_label = "GPU";  // "GPU" or "CPU"
+  double mfu_bf16 = 0, mfu_fp8 = 0;
+  double device_hours = 0, usd = 0, projected_usd = 0;
 };
 
-// "step   10/200 | loss 3.2145 | val 3.1002 | lr 1.20e-03 | grad 0.85 | 12.3k tok/s | 0:12 elapsed | eta 2:00"
+// "step   10/200 | loss 3.2145 | val 3.1002 | lr 1.20e-03 | grad 0.85 | 12.3k tok/s |
+//  MFU 1.2% bf16 | 0.0123 CPU-h | $0.0246 of ~$0.49 | 0:12 elapsed | eta 2:00"
 std::string format_progress_line(const StepRecord& r);
 // "memory per step: Linear activation cache 1.20 MB (fp8), other saved activations …"
 std::string format_memory_line(const StepRecord& r, const std::string& compute);

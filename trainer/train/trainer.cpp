@@ -12,6 +12,7 @@
 
 #include "kernels/device.h"
 #include "parallel/pipeline_executor.h"
+#include "trainer/cost/flops.h"
 #include "trainer/data/dataset.h"
 #include "trainer/errors.h"
 #include "trainer/model/model.h"
@@ -24,6 +25,7 @@
 #include "trainer/train/precision_report.h"
 #include "trainer/train/progress.h"
 #include "trainer/train/run_dir.h"
+#include "trainer/train/run_ledger.h"
 #include "trainer/train/stage_work.h"
 
 namespace baleine::train {
@@ -32,6 +34,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using parallel::DType;
+using cost::Segment;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -138,6 +141,21 @@ std::vector<bool> reported_moe_layers(model::Model<float>& model, const Pipeline
   return reported;
 }
 
+// The step's cost figures for the progress line and metrics.jsonl: MFU over the progress
+// window's throughput, and device-hours and dollars of the whole run dir so far.
+void add_cost(StepRecord& r, const RunLedger& ledger, const cost::FlopsPerToken& flops,
+              int world, bool fp8) {
+  const DeviceRates& rates = ledger.rates();
+  const double achieved = r.tokens_per_s * flops.total / world;  // FLOP/s per device
+  r.has_cost = true;
+  r.device_label = rates.kind == "cpu" ? "CPU" : "GPU";
+  r.mfu_bf16 = rates.peak_bf16_tflops > 0 ? achieved / (rates.peak_bf16_tflops * 1e12) : 0;
+  r.mfu_fp8 = fp8 && rates.peak_fp8_tflops > 0 ? achieved / (rates.peak_fp8_tflops * 1e12) : 0;
+  r.device_hours = ledger.device_hours_so_far();
+  r.usd = r.device_hours * rates.usd_per_hour;
+  r.projected_usd = ledger.projected_device_hours(r.step, r.total_steps) * rates.usd_per_hour;
+}
+
 }  // namespace
 
 TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
@@ -179,6 +197,18 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
     }
   }
+  const cost::FlopsPerToken flops = cost::flops_per_token(c.model, t.seq_len);
+  RunLedger ledger(c, g, run_dir.get(), flops, out);
+  if (run_dir) {
+    const DeviceRates& rates = ledger.rates();
+    out << "cost: " << g.world->size() << " x " << rates.gpu << " (BF16 peak "
+        << rates.peak_bf16_tflops << " TFLOP/s per device: " << rates.peak_formula << ") at $"
+        << c.cost.usd_per_gpu_hour << " per device-hour, " << c.cost.phase << "; restart "
+        << ledger.restart() << " of this run dir\n"
+        << "FLOPs per token: " << flops.formula << "\n"
+        << "ledger: " << run_dir->file("ledger.jsonl") << " (flushed every "
+        << c.ledger.flush_every_s << " s)\n" << std::flush;
+  }
   const auto fault = FaultInjection::from_environment(g.rank());
 
   const int64_t accum = c.grad_accum_steps();
@@ -206,6 +236,8 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
   double window_eval_seconds = 0;  // validation time is not training throughput
   for (step = 1; step <= t.steps; ++step) {
     const auto step_start = Clock::now();
+    ledger.clock().switch_to(Segment::kCompute);
+    const double collectives_at_start = parallel::collective_seconds();
     const double lr = optim::learning_rate(t.lr, step, t.steps);
     model.parameters().zero_grads();
     work.begin_training(
@@ -215,6 +247,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
         },
         loss_scale);
     const parallel::PipelineTiming timing = executor.run(work);
+    ledger.clock().move(Segment::kCompute, Segment::kBubble, timing.bubble_s());
     // Cross-entropy and balance loss of this replica's micro-batches, over its pipeline ranks.
     double losses[2] = {work.loss_sum() / static_cast<double>(accum),
                         work.aux_loss_sum() / static_cast<double>(accum)};
@@ -266,8 +299,13 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       }
     }
 
+    // Time inside collectives was communication the step waited for (on CPU ranks none of
+    // it overlaps compute).
+    ledger.clock().move(Segment::kCompute, Segment::kCommunication,
+                        parallel::collective_seconds() - collectives_at_start);
     const bool last = step == t.steps;
     if (val_sampler && (last || (t.eval_every > 0 && step % t.eval_every == 0))) {
+      ledger.clock().switch_to(Segment::kEvaluation);
       const auto eval_start = Clock::now();
       r.has_val_loss = true;
       r.val_loss = validation_loss(work, evaluator, *val_sampler, t, g);
@@ -275,6 +313,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       summary.has_val_loss = true;
       summary.last_val_loss = r.val_loss;
     }
+    ledger.clock().switch_to(Segment::kIdle);
     r.step_seconds = seconds_since(step_start);
     r.tokens = step * tokens_per_step;
     window_tokens += tokens_per_step;
@@ -283,6 +322,8 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
               static_cast<double>(t.steps - step);
     r.tokens_per_s = static_cast<double>(window_tokens) /
                      std::max(1e-9, seconds_since(window_start) - window_eval_seconds);
+    ledger.after_step(step, r.tokens);
+    add_cost(r, ledger, flops, g.world->size(), c.precision.compute == "fp8");
     if (run_dir) run_dir->metrics().append(format_metrics_json(r));
     if (step == 1 || last || r.has_val_loss || step % c.log.every == 0) {
       out << format_progress_line(r) << "\n" << std::flush;
@@ -301,13 +342,19 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
   if (!options.save_params_dir.empty()) {
     save_params(options.save_params_dir, g.rank(), model.parameters());
   }
+  ledger.finish(summary.steps, summary.tokens, "completed");
   summary.seconds = seconds_since(start);
   out << "done: " << summary.steps << " steps, " << format_count(static_cast<double>(summary.tokens))
       << " tokens in " << format_duration(summary.seconds) << "; loss " << summary.first_loss
       << " -> " << summary.last_loss;
   if (summary.has_val_loss) out << ", val " << summary.last_val_loss;
   out << "\n" << format_memory_line(summary.first_step_bytes, c.precision.compute);
-  if (run_dir) out << "\nmetrics: " << run_dir->metrics().path();
+  if (run_dir) {
+    out << "\ncost: " << format_cost_summary(ledger.device_hours_so_far(), ledger.rates())
+        << "\nmetrics: " << run_dir->metrics().path() << "\nledger: "
+        << run_dir->file("ledger.jsonl") << " (baleine report " << run_dir->path()
+        << " writes the cost report)";
+  }
   out << "\n";
   return summary;
 }

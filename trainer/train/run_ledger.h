@@ -1,0 +1,78 @@
+#pragma once
+// The trainer's side of the GPU-hour ledger (trainer/cost/ledger.h). Every rank times its own
+// segments with a SegmentClock started at its process start; after every step the totals are
+// summed over the world onto rank 0, which appends a progress record to RUN_DIR/ledger.jsonl
+// when ledger.flush_every_s has passed, and an end record when the run completes. On start,
+// rank 0 numbers this restart and, when the previous restart in the run dir left no end record
+// (it was killed or crashed), appends a "lost" record for it.
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "parallel/process_groups.h"
+#include "trainer/config/config.h"
+#include "trainer/cost/flops.h"
+#include "trainer/cost/ledger.h"
+#include "trainer/cost/segment_clock.h"
+
+namespace baleine::train {
+
+class RunDir;
+
+// When this process started (marked by the CLI before MPI starts; the first call marks it).
+struct ProcessStart {
+  std::chrono::steady_clock::time_point steady;
+  double unix_time = 0;
+};
+const ProcessStart& process_start();
+
+// What a device-hour is worth to this run: cost.gpu's peaks (a CPU rank's is the table's
+// per-core figure times its OpenMP threads, unless cost.peak_tflops says otherwise).
+struct DeviceRates {
+  std::string gpu, kind;   // "H800", "gpu" / "cpu", "cpu"
+  double peak_bf16_tflops = 0, peak_fp8_tflops = 0;
+  double usd_per_hour = 0;
+  std::string peak_formula;  // how the peak was found, for the start banner
+};
+DeviceRates device_rates(const config::CostSection& cost, int threads_per_rank);
+
+// "0.0123 CPU-hours, $0.0246 at $2 per device-hour"
+std::string format_cost_summary(double device_hours, const DeviceRates& rates);
+
+class RunLedger {
+ public:
+  // Collective over the world. `dir` is rank 0's run dir (nullptr on the other ranks).
+  RunLedger(const config::RunConfig& config, parallel::ProcessGroups& groups, RunDir* dir,
+            const cost::FlopsPerToken& flops, std::ostream& out);
+  ~RunLedger();
+
+  cost::SegmentClock& clock() { return clock_; }
+  const DeviceRates& rates() const { return rates_; }
+
+  // Collective: at the end of every step (tokens: trained by this restart so far).
+  void after_step(int64_t step, int64_t tokens);
+  // Collective: the end record (status "completed" or "stopped").
+  void finish(int64_t step, int64_t tokens, const std::string& status);
+
+  // Rank 0, after after_step: device-hours of every restart of this run dir so far (earlier
+  // restarts, lost work included, plus this one), and a projection of the whole run's
+  // device-hours at this restart's rate per step.
+  double device_hours_so_far() const;
+  double projected_device_hours(int64_t step, int64_t total_steps) const;
+  int64_t restart() const { return restart_; }
+
+ private:
+  cost::LedgerTick gather(const std::string& type, int64_t step, int64_t tokens);
+
+  parallel::ProcessGroups& groups_;
+  cost::SegmentClock clock_;
+  DeviceRates rates_;
+  std::unique_ptr<cost::LedgerWriter> writer_;  // rank 0
+  int64_t restart_ = 0;
+  double earlier_device_s_ = 0;     // restarts before this one
+  cost::SegmentSeconds current_{};  // this restart's totals over all ranks (rank 0)
+};
+
+}  // namespace baleine::train
