@@ -62,11 +62,25 @@ Input read_ledger_input(const std::string& ledger_path, const std::string& run_d
   return input;
 }
 
+Input read_report_input(const std::string& path) {
+  const std::string parent = fs::path(path).parent_path().string();
+  const cost::CostReport earlier = cost::read_report_json(path);
+  Input input;
+  input.rows = earlier.rows;
+  input.problems = earlier.problems;
+  input.problem_files = earlier.problem_files;
+  input.dir = parent.empty() ? "." : parent;
+  return input;
+}
+
 Input read_input(const std::string& arg) {
   const std::string path = clean_path(arg);
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     const std::string ledger = (fs::path(path) / "ledger.jsonl").string();
+    const std::string report = (fs::path(path) / "cost-report.json").string();
+    // A directory `baleine plan --report-dir` wrote holds a report and no ledger.
+    if (!fs::exists(ledger, ec) && fs::exists(report, ec)) return read_report_input(report);
     if (!fs::exists(ledger, ec)) {
       throw UserError(path, "", "no ledger.jsonl in this directory (not a training run?)",
                       kLedgerHint);
@@ -77,15 +91,7 @@ Input read_input(const std::string& arg) {
     throw UserError(path, "", "no such run directory or file", kLedgerHint);
   }
   const std::string parent = fs::path(path).parent_path().string();
-  if (ends_with(path, ".json")) {
-    const cost::CostReport earlier = cost::read_report_json(path);
-    Input input;
-    input.rows = earlier.rows;
-    input.problems = earlier.problems;
-    input.problem_files = earlier.problem_files;
-    input.dir = parent.empty() ? "." : parent;
-    return input;
-  }
+  if (ends_with(path, ".json")) return read_report_input(path);
   // Any other file is taken for a ledger (ledger.jsonl, or a copy of one).
   return read_ledger_input(path, parent.empty() ? "." : parent);
 }
@@ -99,9 +105,10 @@ std::string report_usage() {
          "  tokens per GPU-hour, MFU, $, the projection to the token budget, and the run beside\n"
          "  DeepSeek-V3 and Llama 3.1 405B in H800-equivalent hours.\n"
          "  One input: the files go into its directory (or --output DIR).\n"
-         "  Several inputs (run directories, ledgers, or cost-report.json files of earlier\n"
-         "  reports or plans): one row each, merged into one table shaped like DeepSeek-V3's\n"
-         "  Table 1 (pre-training, context extension, post-training); --output DIR is required.\n"
+         "  Several inputs (run directories, ledgers, cost-report.json files of earlier\n"
+         "  reports or plans, or directories holding one): one row each, merged into one\n"
+         "  table shaped like DeepSeek-V3's Table 1 (pre-training, context extension,\n"
+         "  post-training); --output DIR is required.\n"
          "  --output DIR  where to write the three files\n"
          "Bad ledger lines are warned about (FILE:LINE), skipped and listed in the report.\n";
 }

@@ -83,6 +83,28 @@ TEST(PlanCommand, ReportDirGetsAPlannedReport) {
   }
 }
 
+// The README's recipe: plan V3's three phases into report dirs, then merge them with
+// `baleine report` into Table 1: 2664K + 119K + 5K = 2788K H800 GPU-hours, $5.576M.
+TEST(PlanCommand, ThreePlannedPhasesMergeIntoDeepSeekV3sTable1) {
+  const std::string dir = scratch_dir();
+  std::string inputs;
+  for (const std::string phase : {"", "-context-extension", "-post-training"}) {
+    const std::string out = dir + "/plan" + phase;
+    const auto r = run_baleine("plan " + config("deepseek-v3-671b" + phase + ".yaml") +
+                               " --report-dir " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    inputs += " " + out;
+  }
+  const auto merged = run_baleine("report" + inputs + " --output " + dir + "/total");
+  ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  EXPECT_NE(merged.output.find("| in H800 GPU Hours | 2664K | 119K | 5K | 2788K |"),
+            std::string::npos)
+      << merged.output;
+  EXPECT_NE(merged.output.find("| in USD | $5.328M | $238K | $10K | $5.576M |"),
+            std::string::npos)
+      << merged.output;
+}
+
 TEST(PlanCommand, BadFlagsAndValuesExit2WithAHint) {
   const std::string v3 = config("deepseek-v3-671b.yaml");
   struct Case {
