@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "trainer/config/value_text.h"
+#include "trainer/cost/device_rates.h"
 #include "trainer/cost/reference_runs.h"
 #include "trainer/cost/report.h"
 #include "trainer/cost/units.h"
@@ -115,7 +116,11 @@ Plan make_plan(const config::RunConfig& c, const PlanOptions& options) {
   const config::DeviceSpec* device = config::find_device(c.cost.gpu);
   if (!device) throw std::invalid_argument("make_plan: cost.gpu '" + c.cost.gpu + "' unknown");
   plan.device = *device;
-  if (c.cost.peak_tflops > 0) plan.device.bf16_tflops = c.cost.peak_tflops;
+  // The trainer's rule for the peaks; a plan has no running ranks, so a CPU rank is counted
+  // with one thread (cost.peak_tflops says otherwise).
+  const DeviceRates rates = device_rates(c.cost, 1);
+  plan.device.bf16_tflops = rates.peak_bf16_tflops;
+  plan.device.fp8_tflops = rates.peak_fp8_tflops;
   plan.world = c.parallel.pp * c.parallel.dp;
   plan.flops = flops_per_token(c.model, c.train.seq_len);
   plan.memory = plan_memory(c);

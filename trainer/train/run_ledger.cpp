@@ -8,7 +8,6 @@
 #include <optional>
 #include <ostream>
 
-#include "trainer/config/gpu_table.h"
 #include "trainer/cost/units.h"
 #include "trainer/errors.h"
 #include "trainer/train/progress.h"
@@ -58,30 +57,7 @@ const ProcessStart& process_start() {
   return start;
 }
 
-DeviceRates device_rates(const config::CostSection& cost, int threads_per_rank) {
-  DeviceRates r;
-  const config::DeviceSpec* spec = config::find_device(cost.gpu);
-  if (!spec) throw UserError("", "cost.gpu", "unknown device '" + cost.gpu + "'");
-  r.gpu = spec->name;
-  r.kind = spec->kind;
-  r.usd_per_hour = cost.usd_per_gpu_hour;
-  if (cost.peak_tflops > 0) {
-    r.peak_bf16_tflops = cost.peak_tflops;
-    r.peak_fp8_tflops = spec->fp8_tflops > 0 ? cost.peak_tflops * 2 : 0;  // FP8 runs 2x BF16
-    r.peak_formula = "cost.peak_tflops = " + std::to_string(cost.peak_tflops) + " TFLOP/s";
-  } else if (spec->kind == "cpu") {
-    r.peak_bf16_tflops = spec->bf16_tflops * threads_per_rank;
-    r.peak_formula = std::to_string(threads_per_rank) + " thread(s) x " +
-                     std::to_string(spec->bf16_tflops) + " TFLOP/s per core (nominal)";
-  } else {
-    r.peak_bf16_tflops = spec->bf16_tflops;
-    r.peak_fp8_tflops = spec->fp8_tflops;
-    r.peak_formula = spec->name + " datasheet";
-  }
-  return r;
-}
-
-std::string format_cost_summary(double device_hours, const DeviceRates& rates) {
+std::string format_cost_summary(double device_hours, const cost::DeviceRates& rates) {
   return cost::format_hours(device_hours) + (rates.kind == "cpu" ? " CPU" : " GPU") +
          "-hours, " + cost::format_usd(device_hours * rates.usd_per_hour) + " at " +
          cost::format_usd(rates.usd_per_hour) + " per device-hour";
@@ -89,7 +65,9 @@ std::string format_cost_summary(double device_hours, const DeviceRates& rates) {
 
 RunLedger::RunLedger(const config::RunConfig& c, parallel::ProcessGroups& g, RunDir* dir,
                      const cost::FlopsPerToken& flops, std::ostream& out)
-    : groups_(g), clock_(process_start().steady), rates_(device_rates(c.cost, omp_get_max_threads())) {
+    : groups_(g),
+      clock_(process_start().steady),
+      rates_(cost::device_rates(c.cost, omp_get_max_threads())) {
   // Rank 0 reads and appends; a failure there must end every rank, not strand them.
   std::optional<UserError> failure;
   if (dir) {

@@ -13,6 +13,7 @@
 
 #include "parallel/process_groups.h"
 #include "trainer/config/config.h"
+#include "trainer/cost/device_rates.h"
 #include "trainer/cost/flops.h"
 #include "trainer/cost/ledger.h"
 #include "trainer/cost/segment_clock.h"
@@ -28,18 +29,8 @@ struct ProcessStart {
 };
 const ProcessStart& process_start();
 
-// What a device-hour is worth to this run: cost.gpu's peaks (a CPU rank's is the table's
-// per-core figure times its OpenMP threads, unless cost.peak_tflops says otherwise).
-struct DeviceRates {
-  std::string gpu, kind;   // "H800", "gpu" / "cpu", "cpu"
-  double peak_bf16_tflops = 0, peak_fp8_tflops = 0;
-  double usd_per_hour = 0;
-  std::string peak_formula;  // how the peak was found, for the start banner
-};
-DeviceRates device_rates(const config::CostSection& cost, int threads_per_rank);
-
 // "0.0123 CPU-hours, $0.0246 at $2 per device-hour"
-std::string format_cost_summary(double device_hours, const DeviceRates& rates);
+std::string format_cost_summary(double device_hours, const cost::DeviceRates& rates);
 
 class RunLedger {
  public:
@@ -49,7 +40,7 @@ class RunLedger {
   ~RunLedger();
 
   cost::SegmentClock& clock() { return clock_; }
-  const DeviceRates& rates() const { return rates_; }
+  const cost::DeviceRates& rates() const { return rates_; }
 
   // Collective: at the end of every step (tokens: trained by this restart so far).
   void after_step(int64_t step, int64_t tokens);
@@ -68,7 +59,7 @@ class RunLedger {
 
   parallel::ProcessGroups& groups_;
   cost::SegmentClock clock_;
-  DeviceRates rates_;
+  cost::DeviceRates rates_;
   std::unique_ptr<cost::LedgerWriter> writer_;  // rank 0
   int64_t restart_ = 0;
   double earlier_device_s_ = 0;     // restarts before this one

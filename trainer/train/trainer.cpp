@@ -145,7 +145,7 @@ std::vector<bool> reported_moe_layers(model::Model<float>& model, const Pipeline
 // window's throughput, and device-hours and dollars of the whole run dir so far.
 void add_cost(StepRecord& r, const RunLedger& ledger, const cost::FlopsPerToken& flops,
               int world, bool fp8) {
-  const DeviceRates& rates = ledger.rates();
+  const cost::DeviceRates& rates = ledger.rates();
   const double achieved = r.tokens_per_s * flops.total / world;  // FLOP/s per device
   r.has_cost = true;
   r.device_label = rates.kind == "cpu" ? "CPU" : "GPU";
@@ -200,7 +200,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
   const cost::FlopsPerToken flops = cost::flops_per_token(c.model, t.seq_len);
   RunLedger ledger(c, g, run_dir.get(), flops, out);
   if (run_dir) {
-    const DeviceRates& rates = ledger.rates();
+    const cost::DeviceRates& rates = ledger.rates();
     out << "cost: " << g.world->size() << " x " << rates.gpu << " (BF16 peak "
         << rates.peak_bf16_tflops << " TFLOP/s per device: " << rates.peak_formula << ") at $"
         << c.cost.usd_per_gpu_hour << " per device-hour, " << c.cost.phase << "; restart "
