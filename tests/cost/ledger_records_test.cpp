@@ -18,74 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "tests/cost/ledger_test_support.h"
 #include "tests/expect_user_error.h"
 #include "tests/scratch_dir.h"
 
 namespace baleine::cost {
 namespace {
 
-constexpr size_t kLost = static_cast<size_t>(Segment::kLostWork);
-
-std::string write_file(const std::string& name, const std::string& text) {
-  const std::string path = baleine::testing::scratch_dir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Lines joined, each ending in '\n' as the writer leaves them.
-std::string as_ledger(const std::vector<std::string>& lines) {
-  std::string text;
-  for (const std::string& line : lines) text += line + "\n";
-  return text;
-}
-
-// Replaces the one occurrence of `from` (the test fails if it is not there).
-std::string replaced(std::string text, const std::string& from, const std::string& to) {
-  const size_t at = text.find(from);
-  EXPECT_NE(at, std::string::npos) << from << " not in " << text;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
-  return text;
-}
-
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
-
-LedgerStart make_start(int64_t restart, int64_t world) {
-  LedgerStart s;
-  s.restart = restart;
-  s.unix_time = 1.7e9 + static_cast<double>(restart);
-  s.world = world;
-  s.run_name = "test";
-  return s;
-}
-
-LedgerTick make_tick(const std::string& type, int64_t restart, int64_t step, int64_t tokens,
-                     const SegmentSeconds& segments, double wall_s) {
-  LedgerTick t;
-  t.type = type;
-  t.restart = restart;
-  t.step = step;
-  t.tokens = tokens;
-  t.segments = segments;
-  t.wall_s = wall_s;
-  if (type == "end") t.status = "completed";
-  return t;
-}
-
-LedgerLost make_lost(int64_t restart, int64_t found_by, double unrecorded_device_s) {
-  LedgerLost l;
-  l.restart = restart;
-  l.found_by = found_by;
-  l.unrecorded_device_s = unrecorded_device_s;
-  l.estimated_end_unix_time = 1.7e9 + 100;
-  return l;
-}
 
 // A finite double from random bits: every exponent, subnormals and both zeros included.
 double random_finite_double(std::mt19937_64& rng) {
@@ -139,14 +79,6 @@ void expect_same(const LedgerTick& a, const LedgerTick& b) {
         << b.segments[s];
   }
   EXPECT_EQ(a.status, b.status);
-}
-
-std::string describe(const LedgerContents& contents) {
-  std::string text;
-  for (const LedgerProblem& p : contents.problems) {
-    text += "line " + std::to_string(p.line) + ": " + p.message + "\n";
-  }
-  return text;
 }
 
 // --- format ------------------------------------------------------------------------------------
@@ -541,79 +473,6 @@ TEST(LedgerDerivation, SegmentsAlwaysSumToTheRecordedTotalAndToWorldTimesWall) {
       }
     }
   }
-}
-
-// --- writer ------------------------------------------------------------------------------------
-
-TEST(LedgerWriter, ProgressOnlyWhenDueOthersAlways) {
-  const std::string path = baleine::testing::scratch_dir() + "/ledger.jsonl";
-  const SegmentSeconds s{1, 1, 0, 0, 0, 0, 0, 0};
-  LedgerWriter writer(path, 0.2);
-  EXPECT_EQ(writer.path(), path);
-  writer.write(make_start(0, 1));
-  // The start was just written, so the first progress record is not due yet.
-  EXPECT_FALSE(writer.write(make_tick("progress", 0, 1, 10, s, 2)));
-  EXPECT_TRUE(writer.write(make_tick("progress", 0, 2, 20, s, 2), /*force=*/true));
-  EXPECT_FALSE(writer.write(make_tick("progress", 0, 3, 30, s, 2)));
-  EXPECT_TRUE(writer.write(make_tick("checkpoint", 0, 4, 40, s, 2)));
-  EXPECT_FALSE(writer.write(make_tick("progress", 0, 5, 50, s, 2)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // > flush_every_s
-  EXPECT_TRUE(writer.write(make_tick("progress", 0, 6, 60, s, 2)));
-  EXPECT_FALSE(writer.write(make_tick("progress", 0, 7, 70, s, 2)));
-  EXPECT_TRUE(writer.write(make_tick("end", 0, 8, 80, s, 2)));
-
-  // Each record landed whole, one per line, and nothing else did.
-  const std::string text = read_text(path);
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 5);
-  EXPECT_EQ(text.back(), '\n');
-  const LedgerContents contents = read_ledger(path);
-  EXPECT_TRUE(contents.problems.empty()) << describe(contents);
-  EXPECT_EQ(contents.lines, 5);
-  ASSERT_EQ(contents.restarts.size(), 1u);
-  EXPECT_EQ(contents.restarts[0].last_checkpoint.step, 4);
-  EXPECT_EQ(contents.restarts[0].last.step, 8);
-  EXPECT_EQ(contents.restarts[0].outcome, "completed");
-}
-
-TEST(LedgerWriter, AppendsAfterARestartAndEndsATornLineFirst) {
-  const std::string start = format_ledger_json(make_start(0, 1));
-  const std::string progress =
-      format_ledger_json(make_tick("progress", 0, 1, 10, {1, 0, 0, 0, 0, 0, 0, 0}, 1));
-  // Restart 0 was killed in the middle of its second record.
-  const std::string path =
-      write_file("ledger.jsonl", as_ledger({start}) + progress.substr(0, progress.size() - 9));
-  {
-    LedgerWriter writer(path, 60.0);
-    writer.write(make_start(1, 1));
-    writer.write(make_lost(0, 1, 4.0));
-  }
-  const LedgerContents contents = read_ledger(path);
-  EXPECT_EQ(contents.lines, 4);
-  // The torn line stays one bad line of its own; the new records are intact after it.
-  ASSERT_EQ(contents.problems.size(), 1u) << describe(contents);
-  EXPECT_EQ(contents.problems[0].line, 2);
-  ASSERT_EQ(contents.restarts.size(), 2u);
-  EXPECT_EQ(contents.restarts[0].outcome, "crashed (found by restart 1)");
-  EXPECT_EQ(contents.restarts[0].segments[kLost], 4.0);
-}
-
-TEST(LedgerWriter, RejectsTicksTheReaderWouldReject) {
-  LedgerWriter writer(baleine::testing::scratch_dir() + "/ledger.jsonl", 0.0);
-  EXPECT_THROW(writer.write(make_tick("pause", 0, 1, 1, {}, 1)), std::invalid_argument);
-  LedgerTick end = make_tick("end", 0, 1, 1, {}, 1);
-  end.status = "";
-  EXPECT_THROW(writer.write(end), std::invalid_argument);
-}
-
-TEST(LedgerWriter, OpenAndWriteErrorsNameTheFile) {
-  const std::string missing = baleine::testing::scratch_dir() + "/no/such/dir/ledger.jsonl";
-  baleine::testing::expect_user_error([&] { LedgerWriter writer(missing, 1.0); },
-                                      {missing, "No such file", "HINT: ", "disk"});
-  // /dev/full accepts the open and fails every write with ENOSPC: a full disk, on demand.
-  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
-  LedgerWriter writer("/dev/full", 1.0);
-  baleine::testing::expect_user_error([&] { writer.write(make_start(0, 1)); },
-                                      {"/dev/full", "No space left on device", "HINT: "});
 }
 
 }  // namespace
