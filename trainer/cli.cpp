@@ -16,6 +16,7 @@
 #include "trainer/data/prepare.h"
 #include "trainer/cli_args.h"
 #include "trainer/errors.h"
+#include "trainer/export_command.h"
 #include "trainer/plan_command.h"
 #include "trainer/report_command.h"
 #include "trainer/schedule_command.h"
@@ -26,16 +27,24 @@ namespace baleine::cli {
 
 namespace {
 
-const std::vector<std::string> kCommands = {"train", "data", "schedule", "plan", "report", "help"};
+const std::vector<std::string> kCommands = {"train",  "data",   "schedule", "plan",
+                                            "report", "export", "help"};
 
 std::string train_usage() {
-  return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]... [--save-params DIR]\n"
+  return "usage: baleine train CONFIG.yaml [--set KEY=VALUE]... [--resume-from CHECKPOINT]\n"
+         "                     [--save-params DIR]\n"
          "  Trains the model described by CONFIG.yaml. Run it alone, or under mpirun/srun\n"
          "  with parallel.pp x parallel.dp processes.\n"
          "  --set KEY=VALUE    override any config key, e.g. --set train.steps=500\n"
          "                     (repeatable; VALUE is YAML; validated like the file)\n"
+         "  --resume-from CHECKPOINT\n"
+         "                     resume from this checkpoint directory; without it, a run dir\n"
+         "                     with checkpoints resumes from its newest complete one\n"
          "  --save-params DIR  at the end, every rank writes the parameters it holds to\n"
-         "                     DIR/rank-<R>.params (global names; for comparing layouts)\n";
+         "                     DIR/rank-<R>.params (global names; for comparing layouts)\n"
+         "  Exit status: 0 done, 2 invalid input, 3 a rank died or hung (collective timeout),\n"
+         "  4 stopped by SIGTERM/SIGUSR1/SIGINT after saving a checkpoint (rerun to resume),\n"
+         "  5 stopped by the numerical guard, 1 internal error.\n";
 }
 
 std::string data_usage() {
@@ -75,11 +84,13 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
       return 0;
     } else if (is_option(a, "--set")) {
       overrides.push_back(option_value(args, i, "--set"));
+    } else if (is_option(a, "--resume-from")) {
+      options.resume_from = option_value(args, i, "--resume-from");
     } else if (is_option(a, "--save-params")) {
       options.save_params_dir = option_value(args, i, "--save-params");
     } else if (a.rfind("-", 0) == 0) {
       throw usage_error("train: unknown option '" + a + "'",
-                        suggestion_hint(a, {"--set", "--save-params", "--help"},
+                        suggestion_hint(a, {"--set", "--resume-from", "--save-params", "--help"},
                                         "baleine train --help"));
     } else if (config_path.empty()) {
       config_path = a;
@@ -106,7 +117,9 @@ int run_train(const std::vector<std::string>& args, int* argc, char*** argv) {
       config::print_config_table(config, std::cout);
     }
     std::ostream discard(nullptr);  // no buffer: what other ranks would print goes nowhere
-    train::train(config, groups, options, process.rank == 0 ? std::cout : discard);
+    const auto summary =
+        train::train(config, groups, options, process.rank == 0 ? std::cout : discard);
+    return summary.exit_status;
   } catch (const UserError& e) {
     // Every rank reads the same config, so every rank fails the same way; only rank 0 speaks.
     if (process.rank == 0) {
@@ -180,6 +193,7 @@ std::string usage() {
          "  schedule CONFIG.yaml [--costs F,B,W,FB]    show and simulate the pipeline schedule\n"
          "  plan CONFIG.yaml [--tokens N]              predict GPU-hours, memory and $ (no training)\n"
          "  report RUN_DIR... [--output DIR]           the cost report of runs, or of phases merged\n"
+         "  export RUN_DIR --format safetensors        a checkpoint's weights for other tools\n"
          "  help                                       this text\n\n"
          "options: --help, --version\n"
          "Each command takes --help. Exit status: 0 success, 2 invalid input, 1 internal error.\n";
@@ -209,6 +223,7 @@ int run(int argc, char** argv) {
     if (command == "schedule") return run_schedule(rest);
     if (command == "plan") return run_plan(rest);
     if (command == "report") return run_report(rest);
+    if (command == "export") return run_export(rest);
     throw usage_error("unknown command '" + command + "'",
                       suggestion_hint(command, kCommands, "baleine --help"));
   } catch (const UserError& e) {

@@ -148,6 +148,23 @@ struct LedgerSection {
   double flush_every_s = 30.0;
 };
 
+// Checkpoints in RUN_DIR/checkpoints/step-N (trainer/checkpoint/checkpoint_format.h).
+struct CheckpointSection {
+  int64_t every = 500;               // steps between checkpoints; 0 = only at the end (and on a
+                                     // stop signal)
+  int64_t keep = 3;                  // newest complete checkpoints kept; older ones are deleted
+};
+
+// The numerical guard (trainer/train/numerical_guard.h): a step whose loss or gradient norm is
+// not finite, or whose loss is a spike, is not applied.
+struct GuardSection {
+  double z_score = 6.0;              // spike: loss > mean + z_score·std of the recent losses;
+                                     // 0 disables the spike test (non-finite values still skip)
+  int64_t window = 100;              // recent (applied) steps the mean and std are taken over
+  int64_t max_skips = 5;             // skipped steps in a row before rolling back
+  int64_t max_rollbacks = 2;         // rollbacks per process before the run stops
+};
+
 struct LogSection {
   int64_t every = 10;                // steps between progress lines
 };
@@ -162,6 +179,8 @@ struct RunConfig {
   PrecisionSection precision;
   CostSection cost;
   LedgerSection ledger;
+  CheckpointSection checkpoint;
+  GuardSection guard;
   LogSection log;
 
   // Where each key was set: "file:line", "--set KEY=VALUE", or the file alone for a default.

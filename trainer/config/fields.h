@@ -86,6 +86,14 @@ void for_each_field(Config& c, Visitor&& visit) {
 
   visit("ledger.flush_every_s", c.ledger.flush_every_s);
 
+  visit("checkpoint.every", c.checkpoint.every);
+  visit("checkpoint.keep", c.checkpoint.keep);
+
+  visit("guard.z_score", c.guard.z_score);
+  visit("guard.window", c.guard.window);
+  visit("guard.max_skips", c.guard.max_skips);
+  visit("guard.max_rollbacks", c.guard.max_rollbacks);
+
   visit("log.every", c.log.every);
 }
 

@@ -441,6 +441,17 @@ void check_cost(const RunConfig& c, const Rules& rules) {
   rules.positive("ledger.flush_every_s", c.ledger.flush_every_s);
 }
 
+// Checkpoints and the numerical guard: intervals and counts are never negative, at least one
+// checkpoint is kept, and a spike needs a few losses to be measured against.
+void check_checkpoint_and_guard(const RunConfig& c, const Rules& rules) {
+  rules.at_least("checkpoint.every", c.checkpoint.every, 0);
+  rules.at_least("checkpoint.keep", c.checkpoint.keep, 1);
+  rules.non_negative("guard.z_score", c.guard.z_score);
+  rules.at_least("guard.window", c.guard.window, 2);
+  rules.at_least("guard.max_skips", c.guard.max_skips, 1);
+  rules.at_least("guard.max_rollbacks", c.guard.max_rollbacks, 0);
+}
+
 }  // namespace
 
 void validate(const RunConfig& config, const KeyOrigins& origins) {
@@ -457,6 +468,7 @@ void validate(const RunConfig& config, const KeyOrigins& origins) {
   check_pipeline(config, rules);
   check_stage_layers(config, rules);
   check_cost(config, rules);
+  check_checkpoint_and_guard(config, rules);
 }
 
 }  // namespace baleine::config

@@ -57,6 +57,35 @@ const float* AdamW::segment_grad(const model::ParameterStore<float>& params,
 }
 
 StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t step) {
+  const StepStats stats = measure(params);
+  apply(params, lr, step, stats);
+  return stats;
+}
+
+std::vector<AdamW::MomentSlice> AdamW::moment_slices() {
+  std::vector<MomentSlice> slices;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    Segment& s = segments_[i];
+    MomentSlice slice;
+    // The constructor builds the segments in this order.
+    slice.placement = i == 0 ? Placement::kReplicated : Placement::kExpert;
+    slice.first = s.first;
+    slice.count = s.count;
+    slice.holders = slice.placement == Placement::kReplicated ? groups_.dp : groups_.expert_dp;
+    slice.sharded = zero_;
+    if (moments_ == MomentPrecision::kBf16) {
+      slice.m_bf16 = s.m_bf16.data();
+      slice.v_bf16 = s.v_bf16.data();
+    } else {
+      slice.m = s.m.data();
+      slice.v = s.v.data();
+    }
+    slices.push_back(slice);
+  }
+  return slices;
+}
+
+StepStats AdamW::measure(model::ParameterStore<float>& params) {
   const int64_t dp_size = groups_.dp ? groups_.dp->size() : 1;
   const int copies = groups_.mirror ? groups_.mirror->size() : 1;
   if (copies > 1) {
@@ -91,7 +120,11 @@ StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t s
   StepStats stats;
   stats.grad_norm = std::sqrt(replicated + experts);
   if (grad_clip_ > 0 && stats.grad_norm > grad_clip_) stats.clip_scale = grad_clip_ / stats.grad_norm;
+  return stats;
+}
 
+void AdamW::apply(model::ParameterStore<float>& params, double lr, int64_t step,
+                  const StepStats& stats) {
   kernels::AdamWStep k;
   k.lr = static_cast<float>(lr);
   k.beta1 = static_cast<float>(hyper_.beta1);
@@ -123,7 +156,6 @@ StepStats AdamW::step(model::ParameterStore<float>& params, double lr, int64_t s
       allgather_parameters(params, s.shard, shard_values.data(), s.padded);
     }
   }
-  return stats;
 }
 
 int64_t AdamW::state_bytes() const {

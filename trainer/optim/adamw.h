@@ -32,8 +32,30 @@ class AdamW {
         const model::ParameterStore<float>& params, const DataParallelGroups& groups = {},
         bool zero = false, MomentPrecision moments = MomentPrecision::kFp32);
   // Averages the gradients over data parallelism, clips, and updates at learning rate lr;
-  // step is 1-based (bias correction).
+  // step is 1-based (bias correction). The same as measure() then apply().
   StepStats step(model::ParameterStore<float>& params, double lr, int64_t step);
+  // Collective: averages the gradients over data parallelism and measures their global norm,
+  // leaving parameters and moments untouched (the numerical guard looks before the update).
+  StepStats measure(model::ParameterStore<float>& params);
+  // Collective (ZeRO-1 all-gathers the updated shards): the update measure() prepared.
+  void apply(model::ParameterStore<float>& params, double lr, int64_t step,
+             const StepStats& stats);
+
+  // The moments this rank keeps, for checkpoints: one slice per region, in flat-buffer
+  // coordinates [first, first + count). `holders` is the group the slice is replicated over
+  // (without ZeRO: identical on every member) or sharded over (ZeRO: each member its own part);
+  // nullptr when this rank alone holds it.
+  struct MomentSlice {
+    model::Placement placement = model::Placement::kReplicated;
+    int64_t first = 0, count = 0;
+    parallel::Comm* holders = nullptr;
+    bool sharded = false;
+    float* m = nullptr;              // FP32 moments, or nullptr
+    float* v = nullptr;
+    uint16_t* m_bf16 = nullptr;      // BF16 moments (bit patterns), or nullptr
+    uint16_t* v_bf16 = nullptr;
+  };
+  std::vector<MomentSlice> moment_slices();
   int64_t state_bytes() const;  // moments held by this rank, in their stored format
   bool sharded() const { return zero_; }
   MomentPrecision moments() const { return moments_; }

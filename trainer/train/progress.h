@@ -15,6 +15,9 @@ struct StepRecord {
   double aux_loss = 0;          // sequence-wise balance loss (0 when disabled)
   double lr = 0;
   double grad_norm = 0;         // before clipping
+  // The numerical guard (numerical_guard.h) did not apply this step's update, and why.
+  bool skipped = false;
+  std::string skip_reason;
   int64_t tokens = 0;           // trained so far
   double tokens_per_s = 0;      // over the steps since the last progress line
   double step_seconds = 0;

@@ -1,5 +1,6 @@
 #include "trainer/train/run_dir.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 
@@ -26,11 +27,12 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 }
 
 JsonLinesFile::JsonLinesFile(const std::string& dir, const std::string& stem)
-    : path_(dir + "/" + stem + ".jsonl") {
+    : path_(dir + "/" + stem + ".jsonl"), dir_(dir), stem_(stem) {
   std::error_code ec;
-  if (fs::exists(path_)) {
+  // An empty file (a run that stopped before its first step) is not worth keeping.
+  if (fs::exists(path_) && fs::file_size(path_, ec) > 0) {
     for (int n = 1;; ++n) {
-      const std::string kept = dir + "/" + stem + "." + std::to_string(n) + ".jsonl";
+      const std::string kept = kept_name(n);
       if (fs::exists(kept)) continue;
       fs::rename(path_, kept, ec);
       if (ec) throw UserError(path_, "", "cannot keep the previous run's file: " + ec.message());
@@ -45,6 +47,42 @@ JsonLinesFile::JsonLinesFile(const std::string& dir, const std::string& stem)
 void JsonLinesFile::append(const std::string& json_line) {
   out_ << json_line << '\n';
   out_.flush();
+}
+
+std::string JsonLinesFile::kept_name(int n) const {
+  return dir_ + "/" + stem_ + "." + std::to_string(n) + ".jsonl";
+}
+
+void JsonLinesFile::carry_over(int64_t step) {
+  // The newest kept file that reached `step` (a run refused before its first step, or one
+  // that crashed before reaching it, is passed over).
+  const std::string prefix = "{\"step\":";
+  const auto step_of = [&](const std::string& line) {
+    return line.compare(0, prefix.size(), prefix) == 0
+               ? std::strtoll(line.c_str() + prefix.size(), nullptr, 10)
+               : -1;
+  };
+  int newest = 0;
+  while (fs::exists(kept_name(newest + 1))) ++newest;
+  for (int n = newest; n >= 1; --n) {
+    std::vector<std::string> lines;
+    bool reached = false;
+    std::ifstream in(kept_name(n));
+    for (std::string line; std::getline(in, line);) {
+      const int64_t line_step = step_of(line);
+      if (line_step < 0 || line_step > step) continue;
+      reached = reached || line_step == step;
+      lines.push_back(line);
+    }
+    if (!reached) continue;
+    for (const auto& line : lines) append(line);
+    return;
+  }
+}
+
+void RunDir::carry_over(int64_t step) {
+  metrics_.carry_over(step);
+  expert_load_.carry_over(step);
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // The run directory: everything a run leaves behind lives here (see README "Files a run
 // leaves"): config.resolved.yaml, metrics.jsonl, expert_load.jsonl, and later checkpoints/ and
 // ledger.jsonl.
+#include <cstdint>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -17,11 +18,17 @@ class JsonLinesFile {
  public:
   JsonLinesFile(const std::string& dir, const std::string& stem);
   void append(const std::string& json_line);
+  // On resume: copies the lines of steps <= `step` ({"step":N,... }) of the newest kept file
+  // that reached `step` into this one, so the file reads as one run from step 1 (kept files
+  // stay as they were).
+  void carry_over(int64_t step);
   const std::string& path() const { return path_; }
   const std::string& kept_previous() const { return kept_previous_; }  // "" when none
 
  private:
-  std::string path_;
+  std::string kept_name(int n) const;  // <dir>/<stem>.<n>.jsonl
+
+  std::string path_, dir_, stem_;
   std::string kept_previous_;
   std::ofstream out_;
 };
@@ -36,6 +43,8 @@ class RunDir {
   std::string file(const std::string& name) const { return path_ + "/" + name; }
   JsonLinesFile& metrics() { return metrics_; }          // one object per step
   JsonLinesFile& expert_load() { return expert_load_; }  // one object per step (MoE models)
+  // On resume from a checkpoint at `step`: metrics and expert load carry on from it.
+  void carry_over(int64_t step);
   // Files of an earlier run that were kept rather than overwritten.
   std::vector<std::string> kept_previous() const;
 

@@ -73,6 +73,7 @@ RunLedger::RunLedger(const config::RunConfig& c, parallel::ProcessGroups& g, Run
   if (dir) {
     try {
       const std::string path = dir->file("ledger.jsonl");
+      path_ = path;
       cost::LedgerContents earlier;
       if (std::filesystem::exists(path)) earlier = cost::read_ledger(path);
       for (const auto& p : earlier.problems) {
@@ -152,6 +153,33 @@ void RunLedger::finish(int64_t step, int64_t tokens, const std::string& status) 
   cost::LedgerTick tick = gather("end", step, tokens);
   tick.status = status;
   if (writer_) writer_->write(tick);
+}
+
+void RunLedger::checkpoint(int64_t step, int64_t tokens) {
+  const cost::LedgerTick tick = gather("checkpoint", step, tokens);
+  if (writer_) writer_->write(tick);
+}
+
+ckpt::LedgerPosition RunLedger::position() const {
+  ckpt::LedgerPosition p;
+  if (!writer_) return p;
+  p.restart = restart_;
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path_, ec);
+  p.ledger_bytes = ec ? 0 : static_cast<int64_t>(bytes);
+  p.device_seconds = earlier_device_s_ + cost::total_seconds(current_);
+  return p;
+}
+
+void RunLedger::discard_work_since(const cost::SegmentSeconds& since) {
+  clock_.switch_to(clock_.running());  // close the running stretch, so all of it can move
+  const cost::SegmentSeconds now = clock_.totals();
+  for (size_t s = 0; s < cost::kSegmentCount; ++s) {
+    const auto segment = static_cast<cost::Segment>(s);
+    if (segment != cost::Segment::kLostWork) {
+      clock_.move(segment, cost::Segment::kLostWork, now[s] - since[s]);
+    }
+  }
 }
 
 double RunLedger::device_hours_so_far() const {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "parallel/process_groups.h"
+#include "trainer/checkpoint/checkpoint_format.h"
 #include "trainer/config/config.h"
 #include "trainer/cost/device_rates.h"
 #include "trainer/cost/flops.h"
@@ -46,6 +47,14 @@ class RunLedger {
   void after_step(int64_t step, int64_t tokens);
   // Collective: the end record (status "completed" or "stopped").
   void finish(int64_t step, int64_t tokens, const std::string& status);
+  // Collective: a checkpoint record (always written and fsync'd), once a checkpoint is complete;
+  // a crash after it loses only the work after this record.
+  void checkpoint(int64_t step, int64_t tokens);
+  // Rank 0: where the ledger stands, for the checkpoint's manifest (zeros on other ranks).
+  ckpt::LedgerPosition position() const;
+  // A rollback (numerical guard) threw away this rank's work since `since` (its clock's totals
+  // when the checkpoint it returns to was saved or loaded): that time becomes lost work.
+  void discard_work_since(const cost::SegmentSeconds& since);
 
   // Rank 0, after after_step: device-hours of every restart of this run dir so far (earlier
   // restarts, lost work included, plus this one), and a projection of the whole run's
@@ -61,6 +70,7 @@ class RunLedger {
   cost::SegmentClock clock_;
   cost::DeviceRates rates_;
   std::unique_ptr<cost::LedgerWriter> writer_;  // rank 0
+  std::string path_;                // ledger.jsonl (rank 0)
   int64_t restart_ = 0;
   double earlier_device_s_ = 0;     // restarts before this one
   cost::SegmentSeconds current_{};  // this restart's totals over all ranks (rank 0)

@@ -3,9 +3,10 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <thread>
 #include <chrono>
+#include <limits>
 #include <memory>
+#include <thread>
 #include <optional>
 #include <ostream>
 #include <vector>
@@ -18,8 +19,11 @@
 #include "trainer/model/model.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/lr_schedule.h"
-#include "trainer/train/fault_injection.h"
+#include "trainer/train/agreement.h"
+#include "trainer/train/checkpointing.h"
 #include "trainer/train/expert_balance.h"
+#include "trainer/train/fault_injection.h"
+#include "trainer/train/numerical_guard.h"
 #include "trainer/train/param_dump.h"
 #include "trainer/train/pipeline_plan.h"
 #include "trainer/train/precision_report.h"
@@ -27,6 +31,7 @@
 #include "trainer/train/run_dir.h"
 #include "trainer/train/run_ledger.h"
 #include "trainer/train/stage_work.h"
+#include "trainer/train/stop_signals.h"
 
 namespace baleine::train {
 
@@ -156,6 +161,31 @@ void add_cost(StepRecord& r, const RunLedger& ledger, const cost::FlopsPerToken&
   r.projected_usd = ledger.projected_device_hours(r.step, r.total_steps) * rates.usd_per_hour;
 }
 
+// "resumed from …/step-000040: step 40, 10.2k tokens (written by 4 ranks as pp 2 x dp 2 x ep 2,
+// 1f1b; this run: 1 rank: resharded)".
+std::string describe_resume(const ckpt::Manifest& m, const std::string& dir,
+                            const config::RunConfig& c, int world) {
+  const auto& l = m.layout;
+  const bool same = l.world == world && l.pp == c.parallel.pp && l.dp == c.parallel.dp &&
+                    l.ep == c.parallel.ep && l.schedule == c.parallel.schedule &&
+                    l.zero == (c.parallel.zero == 1);
+  std::string text = "resumed from " + dir + ": step " + std::to_string(m.step) + ", " +
+                     format_count(static_cast<double>(m.tokens)) + " tokens (written by " +
+                     std::to_string(l.world) + " rank(s) as pp " + std::to_string(l.pp) +
+                     " x dp " + std::to_string(l.dp) + " x ep " + std::to_string(l.ep) + ", " +
+                     l.schedule + (l.zero ? ", ZeRO-1" : "") + "; ";
+  text += same ? "same layout: the run continues exactly as if uninterrupted)"
+               : "this run: " + std::to_string(world) + " rank(s): resharded)";
+  if (m.next_batch != m.step + 1) {
+    text += "; data resumes at batch " + std::to_string(m.next_batch);
+  }
+  if (m.precision != c.precision.compute) {
+    text += "\nnote: the checkpoint trained with precision.compute " + m.precision + "; this run " +
+            "uses " + c.precision.compute;
+  }
+  return text + "\n";
+}
+
 }  // namespace
 
 TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
@@ -197,6 +227,25 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       out << "note: an earlier run's file in this run dir was kept as " << kept << "\n";
     }
   }
+  // Resume: the run dir's newest complete checkpoint (or --resume-from), on any layout. Before
+  // the ledger starts this restart, so that a refused checkpoint leaves no trace there (the
+  // loading time counts as startup).
+  Checkpointer checkpointer(c, g, pipeline, model, optimizer);
+  NumericalGuard guard(c.guard);
+  TrainingPosition at;  // where training stands: steps completed, tokens, next batch
+  TrainSummary summary;
+  std::string resume_dir;
+  run_agreed(*g.world, [&] { resume_dir = checkpointer.choose(options.resume_from); });
+  if (!resume_dir.empty()) {
+    const ckpt::Manifest m = checkpointer.load(resume_dir);
+    at = {m.step, m.tokens, m.next_batch};
+    guard.restore(m.guard);
+    summary.resumed_from_step = m.step;
+    if (run_dir) {
+      run_dir->carry_over(m.step);
+      out << describe_resume(m, resume_dir, c, g.world->size()) << std::flush;
+    }
+  }
   const cost::FlopsPerToken flops = cost::flops_per_token(c.model, t.seq_len);
   RunLedger ledger(c, g, run_dir.get(), flops, out);
   if (run_dir) {
@@ -209,7 +258,12 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
         << "ledger: " << run_dir->file("ledger.jsonl") << " (flushed every "
         << c.ledger.flush_every_s << " s)\n" << std::flush;
   }
-  const auto fault = FaultInjection::from_environment(g.rank());
+  auto fault = FaultInjection::from_environment(g.rank());
+  install_stop_signal_handlers();
+  // The ledger's segment totals when the newest checkpoint was saved or loaded: a rollback
+  // turns this rank's time since then into lost work.
+  cost::SegmentSeconds clock_at_checkpoint = ledger.clock().totals();
+  int64_t last_saved = resume_dir.empty() ? -1 : at.step;
 
   const int64_t accum = c.grad_accum_steps();
   const model::BatchShape shape{t.micro_batch, t.seq_len};
@@ -223,18 +277,43 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
       g.pp.get());
   ModelStageWork work(model, shape);
   int64_t step = 0;
+  // The sampler's batch index runs ahead of the step after a rollback skipped batches.
+  int64_t batch_offset = at.next_batch - (at.step + 1);
   work.on_first_forward([&] { fault.maybe_fail(step); });
   const auto moe_layers = model.moe_layers();
   const std::vector<bool> reported = reported_moe_layers(model, pipeline);
   std::vector<int64_t> dispatch_rows(static_cast<size_t>(g.world->size()));
   std::vector<double> timings(2 * static_cast<size_t>(g.world->size()));
 
-  TrainSummary summary;
   const auto loop_start = Clock::now();
   auto window_start = loop_start;
   int64_t window_tokens = 0;
-  double window_eval_seconds = 0;  // validation time is not training throughput
-  for (step = 1; step <= t.steps; ++step) {
+  double window_eval_seconds = 0;  // validation and checkpoint time is not training throughput
+
+  // Collective: a checkpoint of the state after `done` steps, then its ledger record.
+  const auto save = [&](int64_t done, int64_t tokens, int64_t next_batch) {
+    ledger.clock().switch_to(Segment::kCheckpoint);
+    const auto save_start = Clock::now();
+    fault.before_checkpoint(done);
+    const std::string path =
+        checkpointer.save({done, tokens, next_batch}, guard.state(), ledger.position());
+    fault.after_checkpoint(done);
+    ledger.checkpoint(done, tokens);
+    clock_at_checkpoint = ledger.clock().totals();
+    last_saved = done;
+    const double seconds = seconds_since(save_start);
+    window_eval_seconds += seconds;
+    out << "checkpoint: " << path << " (" << static_cast<int64_t>(seconds * 1000) << " ms)\n"
+        << std::flush;
+    ledger.clock().switch_to(Segment::kIdle);
+  };
+
+  const int64_t first_step = at.step + 1;
+  if (first_step > t.steps && run_dir) {
+    out << "nothing to train: the checkpoint is at step " << at.step << " and train.steps is "
+        << t.steps << " (raise train.steps to train further)\n";
+  }
+  for (step = first_step; step <= t.steps; ++step) {
     const auto step_start = Clock::now();
     ledger.clock().switch_to(Segment::kCompute);
     const double collectives_at_start = parallel::collective_seconds();
@@ -242,8 +321,8 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     model.parameters().zero_grads();
     work.begin_training(
         [&](int micro, int32_t* inputs, int32_t* targets) {
-          train_sampler.fill(step, first_row + micro * t.micro_batch, t.micro_batch, inputs,
-                             targets);
+          train_sampler.fill(step + batch_offset, first_row + micro * t.micro_batch,
+                             t.micro_batch, inputs, targets);
         },
         loss_scale);
     const parallel::PipelineTiming timing = executor.run(work);
@@ -253,7 +332,16 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
                         work.aux_loss_sum() / static_cast<double>(accum)};
     g.pp->allreduce_sum(losses, 2, DType::kFloat64);
     g.dp->allreduce_sum(losses, 2, DType::kFloat64);
-    const auto stats = optimizer.step(model.parameters(), lr, step);
+    if (fault.poisons_gradients(step)) {
+      model.parameters().grads()[0] = std::numeric_limits<float>::quiet_NaN();
+    }
+    // The guard judges the step before its update: loss and norm are the same on every rank
+    // (all-reduced), so every rank reaches the same verdict.
+    const auto stats = optimizer.measure(model.parameters());
+    const GuardVerdict verdict = guard.check(losses[0] / static_cast<double>(c.parallel.dp),
+                                             stats.grad_norm);
+    const bool applied = verdict.action == GuardVerdict::Action::kApply;
+    if (applied) optimizer.apply(model.parameters(), lr, step, stats);
 
     StepRecord r;
     r.step = step;
@@ -262,6 +350,8 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     r.aux_loss = losses[1] / static_cast<double>(c.parallel.dp);
     r.lr = lr;
     r.grad_norm = stats.grad_norm;
+    r.skipped = !applied;
+    r.skip_reason = verdict.reason;
     r.has_moe = c.model.layers > c.model.dense_layers;
     int64_t rows_received = 0;
     // What this step kept for its backward and put on the EP wire, summed over all ranks.
@@ -279,8 +369,9 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     r.combine_bytes = bytes[3];
     if (r.has_moe) {
       // Balancing sees the whole global batch, so replicated biases move identically.
+      // A skipped step leaves the biases too (speed 0 still resets the load counters).
       const auto balance =
-          balance_experts(model, g, reported, c.model.moe.bias_update_speed);
+          balance_experts(model, g, reported, applied ? c.model.moe.bias_update_speed : 0.0);
       r.expert_imbalance = balance.max_imbalance;
       for (const auto& layer : balance.layers) r.expert_load.push_back(layer.load);
       if (run_dir) run_dir->expert_load().append(format_expert_load_json(step, balance.layers));
@@ -325,30 +416,95 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     ledger.after_step(step, r.tokens);
     add_cost(r, ledger, flops, g.world->size(), c.precision.compute == "fp8");
     if (run_dir) run_dir->metrics().append(format_metrics_json(r));
-    if (step == 1 || last || r.has_val_loss || step % c.log.every == 0) {
+    if (!applied && run_dir) {
+      out << "warning: step " << step << " not applied: " << verdict.reason << "\n";
+    }
+    if (step == first_step || last || r.has_val_loss || step % c.log.every == 0) {
       out << format_progress_line(r) << "\n" << std::flush;
       window_start = Clock::now();
       window_tokens = 0;
       window_eval_seconds = 0;
     }
-    if (step == 1) {
+    if (step == first_step) {
       summary.first_loss = r.loss;
       summary.first_step_bytes = r;
     }
     summary.last_loss = r.loss;
     summary.steps = step;
     summary.tokens = r.tokens;
+
+    bool diverged = false;
+    if (verdict.action == GuardVerdict::Action::kRollback ||
+        verdict.action == GuardVerdict::Action::kStop) {
+      const std::string back =
+          verdict.action == GuardVerdict::Action::kRollback ? checkpointer.choose("") : "";
+      out << "numerical guard: " << c.guard.max_skips << " step(s) in a row not applied (last: "
+          << verdict.reason << ")";
+      if (!back.empty()) {
+        // Back to the checkpoint, past the batches that led here (PaLM's recipe, §5.1).
+        ledger.discard_work_since(clock_at_checkpoint);
+        ledger.clock().switch_to(Segment::kCheckpoint);
+        const ckpt::Manifest m = checkpointer.load(back);
+        const int64_t next_batch = step + batch_offset + 1;
+        out << "; rolling back to " << back << " (step " << m.step << ") and skipping batches "
+            << m.next_batch << ".." << next_batch - 1 << "\n" << std::flush;
+        guard.restore(m.guard);
+        guard.rolled_back();
+        batch_offset = next_batch - (m.step + 1);
+        step = m.step;
+        clock_at_checkpoint = ledger.clock().totals();
+        continue;
+      }
+      out << (verdict.action == GuardVerdict::Action::kRollback
+                  ? "; no checkpoint to roll back to"
+                  : "; guard.max_rollbacks (" + std::to_string(c.guard.max_rollbacks) +
+                        ") rollbacks already made")
+          << ": stopping. The last applied weights are saved, with the data cursor past the "
+             "bad batches; lower train.lr.peak or check the data before resuming\n";
+      diverged = true;
+    }
+    // A stop signal on any rank stops every rank after this step.
+    int64_t signal = stop_signal_received();
+    std::vector<int64_t> signals(static_cast<size_t>(g.world->size()));
+    g.world->allgather(&signal, signals.data(), 1, DType::kInt64);
+    for (const int64_t s : signals) signal = signal ? signal : s;
+    const bool periodic = c.checkpoint.every > 0 && step % c.checkpoint.every == 0;
+    if ((last || periodic || signal || diverged) && last_saved != step) {
+      save(step, r.tokens, step + batch_offset + 1);
+    }
+    if (signal || diverged) {
+      ledger.finish(step, r.tokens, signal ? "stopped" : "failed");
+      summary.exit_status = signal ? kExitStopped : kExitDiverged;
+      if (signal) {
+        out << "stopped by " << signal_name(static_cast<int>(signal)) << " after step " << step
+            << ": the checkpoint above holds everything; rerun the same command to resume\n";
+      }
+      break;
+    }
   }
   if (!options.save_params_dir.empty()) {
     save_params(options.save_params_dir, g.rank(), model.parameters());
   }
-  ledger.finish(summary.steps, summary.tokens, "completed");
+  if (summary.exit_status == 0) {
+    ledger.finish(std::max(summary.steps, at.step), std::max(summary.tokens, at.tokens),
+                  "completed");
+  }
   summary.seconds = seconds_since(start);
-  out << "done: " << summary.steps << " steps, " << format_count(static_cast<double>(summary.tokens))
-      << " tokens in " << format_duration(summary.seconds) << "; loss " << summary.first_loss
-      << " -> " << summary.last_loss;
-  if (summary.has_val_loss) out << ", val " << summary.last_val_loss;
-  out << "\n" << format_memory_line(summary.first_step_bytes, c.precision.compute);
+  out << (summary.exit_status == 0 ? "done: " : "stopped: ");
+  if (summary.steps >= first_step) {
+    if (first_step == 1) {
+      out << summary.steps << " steps";
+    } else {
+      out << "steps " << first_step << "-" << summary.steps << " (resumed after step " << at.step << ")";
+    }
+    out << ", " << format_count(static_cast<double>(summary.tokens)) << " tokens in "
+        << format_duration(summary.seconds) << "; loss " << summary.first_loss << " -> "
+        << summary.last_loss;
+    if (summary.has_val_loss) out << ", val " << summary.last_val_loss;
+    out << "\n" << format_memory_line(summary.first_step_bytes, c.precision.compute);
+  } else {
+    out << "no step trained";
+  }
   if (run_dir) {
     out << "\ncost: " << format_cost_summary(ledger.device_hours_so_far(), ledger.rates())
         << "\nmetrics: " << run_dir->metrics().path() << "\nledger: "

@@ -14,6 +14,7 @@ namespace baleine::train {
 
 struct TrainOptions {
   std::string save_params_dir;  // --save-params: every rank writes its parameters at the end
+  std::string resume_from;      // --resume-from: this checkpoint, not the run dir's newest
 };
 
 struct TrainSummary {
@@ -25,9 +26,14 @@ struct TrainSummary {
   double last_val_loss = 0;
   double seconds = 0;
   StepRecord first_step_bytes;  // step 1's record (its activation and wire bytes)
+  int64_t resumed_from_step = -1;  // the checkpoint's step when the run resumed, else -1
+  // 0, kExitStopped (a stop signal was honoured) or kExitDiverged (the numerical guard gave up).
+  int exit_status = 0;
 };
 
-// Throws UserError for bad input discovered while setting up (data, run dir). Only `out` of
+// Resumes from the run dir's newest complete checkpoint (or options.resume_from) when there is
+// one; saves checkpoints every checkpoint.every steps, at the end, and on a stop signal.
+// Throws UserError for bad input discovered while setting up (data, run dir, checkpoints). Only `out` of
 // rank 0 should be a terminal; the other ranks' output is discarded by the caller.
 TrainSummary train(const config::RunConfig& config, parallel::ProcessGroups& groups,
                    const TrainOptions& options, std::ostream& out);
