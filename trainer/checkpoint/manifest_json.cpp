@@ -9,35 +9,14 @@
 #include <utility>
 
 #include "baleine_version.h"
+#include "trainer/config/json_text.h"
 #include "trainer/errors.h"
 
 namespace baleine::ckpt::detail {
 
 // --- writing --------------------------------------------------------------------------------
 
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escape[8];
-          std::snprintf(escape, sizeof(escape), "\\u%04x", static_cast<unsigned>(c));
-          out += escape;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string json_string(const std::string& text) { return config::json_string(text); }
 
 // std::to_chars without a precision writes the shortest text that reads back to the same
 // double (C++17 [charconv.to.chars]), independent of the locale (printf's "%.17g" is not).
@@ -45,9 +24,7 @@ std::string json_number(double value) {
   if (!std::isfinite(value)) {
     throw std::invalid_argument("checkpoint manifest: a non-finite number cannot be written");
   }
-  char buf[64];
-  const auto result = std::to_chars(buf, buf + sizeof(buf), value);
-  return std::string(buf, result.ptr);
+  return config::json_number(value);
 }
 
 std::string json_number(int64_t value) { return std::to_string(value); }

@@ -5,50 +5,15 @@
 #include <cstdio>
 #include <string>
 
+#include "trainer/config/json_text.h"
 #include "trainer/cost/ledger.h"
 
 namespace baleine::cost {
 
 namespace {
 
-// Shortest text that reads back to the same double (std::to_chars without a precision, C++17
-// [charconv.to.chars]), so a ledger read back gives bit-identical totals. It is locale-free,
-// unlike printf's %g, which writes "1,5" under a comma-decimal locale. JSON has no inf or NaN:
-// those become null, which read_ledger reports as a mistyped field instead of inventing a value.
-std::string json_number(double value) {
-  if (!std::isfinite(value)) return "null";
-  char buf[64];
-  const auto result = std::to_chars(buf, buf + sizeof(buf), value);
-  return std::string(buf, result.ptr);
-}
-
-std::string json_number(int64_t value) { return std::to_string(value); }
-
-// RFC 8259 §7: quote, backslash and the control characters U+0000..U+001F must be escaped.
-// Other bytes (UTF-8 run names) pass through.
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escape[8];
-          std::snprintf(escape, sizeof(escape), "\\u%04x", static_cast<unsigned>(c));
-          out += escape;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using config::json_number;
+using config::json_string;
 
 // Builds one object: {"type":...,"restart":R,"key":value,...}.
 class JsonObject {

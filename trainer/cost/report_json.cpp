@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "trainer/config/json_text.h"
 #include "trainer/cost/report.h"
 #include "trainer/errors.h"
 
@@ -18,27 +19,7 @@ namespace {
 constexpr const char* kFormat = "baleine cost report";
 constexpr int kVersion = 1;
 
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;  // UTF-8 passes through as it is
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string quoted(const std::string& s) { return config::json_string(s); }
 
 // 17 significant digits: every double reads back to the same bits. JSON has no NaN or
 // infinity; they are written as null (and read back as NaN) rather than as invalid JSON.
