@@ -66,16 +66,8 @@ std::string run_dir_of_checkpoint(const std::string& checkpoint_dir) {
   return parent.empty() ? "." : parent.string();
 }
 
-// The newest complete checkpoint older than `step` under run_dir, for the hint that offers it.
-std::optional<std::string> older_complete(const std::string& run_dir, int64_t step) {
-  for (const ckpt::CheckpointEntry& e : ckpt::find_checkpoints(run_dir)) {
-    if (e.complete && e.step < step) return e.path;
-  }
-  return std::nullopt;
-}
-
 std::string offer_older(const std::string& run_dir, int64_t step, const std::string& fallback) {
-  const auto older = older_complete(run_dir, step);
+  const auto older = ckpt::newest_complete_checkpoint(run_dir, step);
   if (!older) return fallback;
   return "export the next older complete checkpoint: baleine export " + *older +
          " --format safetensors";
@@ -91,7 +83,7 @@ ExportSource resolve_source(const std::string& argument) {
 
   if (fs::exists(fs::path(path) / "manifest.json", ec)) {
     ExportSource source{path, run_dir_of_checkpoint(path)};
-    if (!fs::exists(fs::path(path) / "DONE", ec)) {
+    if (!ckpt::is_complete_checkpoint(path)) {
       const auto step = ckpt::parse_checkpoint_dir_name(fs::path(path).filename().string());
       throw UserError(path, "",
                       "incomplete checkpoint: no DONE marker (its writer was interrupted, so it "

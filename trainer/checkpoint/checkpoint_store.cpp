@@ -98,6 +98,16 @@ std::string checkpoints_root(const std::string& run_dir) {
   return (fs::path(run_dir) / "checkpoints").string();
 }
 
+bool is_complete_checkpoint(const std::string& dir) { return is_complete(dir); }
+
+std::optional<std::string> newest_complete_checkpoint(const std::string& run_dir,
+                                                      int64_t before) {
+  for (const CheckpointEntry& e : find_checkpoints(run_dir)) {
+    if (e.complete && e.step < before) return e.path;
+  }
+  return std::nullopt;
+}
+
 std::vector<CheckpointEntry> find_checkpoints(const std::string& run_dir) {
   const fs::path root = checkpoints_root(run_dir);
   std::vector<CheckpointEntry> entries;

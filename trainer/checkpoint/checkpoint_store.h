@@ -42,6 +42,12 @@ struct CheckpointEntry {
 // Every step-N directory under RUN_DIR/checkpoints, newest (highest step) first; temporaries
 // (.tmp-*) and trash are not listed. Missing directory: empty.
 std::vector<CheckpointEntry> find_checkpoints(const std::string& run_dir);
+// Whether `dir` is a complete checkpoint (DONE and manifest.json present).
+bool is_complete_checkpoint(const std::string& dir);
+// The newest complete checkpoint of the run dir whose step is below `before` (any step by
+// default), or nothing: what a resume starts from, and what an error offers instead.
+std::optional<std::string> newest_complete_checkpoint(const std::string& run_dir,
+                                                      int64_t before = INT64_MAX);
 
 // Step 1 (rank 0): removes leftover temporaries of killed writers, then creates an empty
 // checkpoints/.tmp-step-N/ and returns its path. Throws UserError when it cannot.

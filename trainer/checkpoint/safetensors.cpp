@@ -18,6 +18,8 @@
 #include <string>
 #include <utility>
 
+#include "trainer/checkpoint/durable_files.h"
+#include "trainer/config/json_text.h"
 #include "trainer/errors.h"
 
 // The buffer is little-endian; baleine copies floats as they lie in memory, which is only
@@ -29,6 +31,13 @@ namespace baleine::ckpt {
 namespace {
 
 namespace fs = std::filesystem;
+using config::json_string;
+using detail::write_all;
+
+// Reads exactly `bytes` at `offset`; false when the file ends first or the read fails.
+bool read_exactly(int fd, int64_t offset, void* dst, size_t bytes) {
+  return detail::pread_full(fd, dst, bytes, offset) == static_cast<int64_t>(bytes);
+}
 
 constexpr int64_t kF32Bytes = 4;
 // The reference implementation (safetensors' Rust crate, MAX_HEADER_SIZE) refuses headers over
@@ -64,23 +73,6 @@ int64_t checked_elements(const std::vector<int64_t>& shape, int64_t element_byte
   return n;
 }
 
-// RFC 8259 §7: quote, backslash and U+0000..U+001F are escaped; other bytes (UTF-8) pass.
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escape[8];
-      std::snprintf(escape, sizeof(escape), "\\u%04x", static_cast<unsigned>(c));
-      out += escape;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 std::string json_int_array(const std::vector<int64_t>& values) {
   std::string out = "[";
@@ -88,25 +80,7 @@ std::string json_int_array(const std::vector<int64_t>& values) {
   return out + "]";
 }
 
-void write_all(int fd, const void* data, size_t bytes, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) errno = EIO;  // write(2) wrote nothing without saying why
-    if (n <= 0) io_error(path, "cannot write");
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-}
 
-void fsync_directory(const std::string& dir, const std::string& path) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) io_error(dir, "cannot open the directory of " + path + " to fsync it");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) io_error(dir, "cannot fsync the directory of " + path);
-}
 
 // The temporary a file is written to: removed on destruction unless it was renamed into place.
 class TemporaryFile {
@@ -256,18 +230,6 @@ void check_tiling(const std::string& path, std::vector<SafetensorsEntry> tensors
   }
 }
 
-bool read_at(int fd, int64_t offset, void* dst, size_t bytes) {
-  char* p = static_cast<char*>(dst);
-  while (bytes > 0) {
-    const ssize_t n = ::pread(fd, p, bytes, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    offset += n;
-    bytes -= static_cast<size_t>(n);
-  }
-  return true;
-}
 
 class ReadOnlyFile {
  public:
@@ -343,7 +305,7 @@ SafetensorsWriteSummary write_safetensors(const std::string& path,
   }
   temporary.commit(path);
   const std::string dir = fs::path(path).parent_path().string();
-  fsync_directory(dir.empty() ? "." : dir, path);
+  detail::sync_directory(dir.empty() ? "." : dir);
   return summary;
 }
 
@@ -352,7 +314,7 @@ SafetensorsHeader parse_safetensors(const std::string& path) {
   SafetensorsHeader result;
   result.file_bytes = file.bytes();
   unsigned char length[8];
-  if (file.bytes() < 8 || !read_at(file.fd(), 0, length, sizeof(length))) {
+  if (file.bytes() < 8 || !read_exactly(file.fd(), 0, length, sizeof(length))) {
     format_error(path, "is " + std::to_string(file.bytes()) +
                            " bytes, too short for the 8-byte header length");
   }
@@ -368,7 +330,7 @@ SafetensorsHeader parse_safetensors(const std::string& path) {
   result.header_bytes = static_cast<int64_t>(n);
   result.data_start = 8 + result.header_bytes;
   std::string text(static_cast<size_t>(n), '\0');
-  if (!read_at(file.fd(), 8, text.data(), text.size())) {
+  if (!read_exactly(file.fd(), 8, text.data(), text.size())) {
     throw UserError(path, "", std::string("cannot read the header: ") + std::strerror(errno));
   }
   if (text.empty() || text[0] != '{') format_error(path, "the header does not start with '{'");
@@ -414,7 +376,7 @@ std::vector<char> read_safetensors_bytes(const std::string& path, const Safetens
     format_error(path, "tensor '" + tensor.name + "' lies past the end of the file");
   }
   std::vector<char> bytes(static_cast<size_t>(tensor.end - tensor.begin));
-  if (!read_at(file.fd(), header.data_start + tensor.begin, bytes.data(), bytes.size())) {
+  if (!read_exactly(file.fd(), header.data_start + tensor.begin, bytes.data(), bytes.size())) {
     throw UserError(path, "", "cannot read tensor '" + tensor.name + "': " + std::strerror(errno));
   }
   return bytes;

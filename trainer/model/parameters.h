@@ -41,6 +41,16 @@ struct Region {
   int64_t size = 0;
 };
 
+// The part of an entry inside the flat range [first, first + count), in flat-buffer
+// coordinates: a ZeRO shard or a checkpoint slice may start or end inside a parameter.
+struct FlatOverlap {
+  int64_t lo = 0, hi = 0;  // empty when lo >= hi
+};
+inline FlatOverlap overlap(const ParameterEntry& e, int64_t first, int64_t count) {
+  return {e.offset > first ? e.offset : first,
+          e.offset + e.size < first + count ? e.offset + e.size : first + count};
+}
+
 template <typename T>
 class ParameterStore {
  public:

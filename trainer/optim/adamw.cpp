@@ -136,8 +136,7 @@ void AdamW::apply(model::ParameterStore<float>& params, double lr, int64_t step,
     const float* grad = segment_grad(params, s);
     // The segment may start or end inside a parameter: update the overlap of each entry.
     for (const auto& e : params.entries()) {
-      const int64_t lo = std::max(e.offset, s.first);
-      const int64_t hi = std::min(e.offset + e.size, s.first + s.count);
+      const auto [lo, hi] = model::overlap(e, s.first, s.count);
       if (lo >= hi) continue;
       k.weight_decay = e.weight_decay ? static_cast<float>(hyper_.weight_decay) : 0.0f;
       const int64_t at = lo - s.first;

@@ -130,8 +130,7 @@ void Checkpointer::write_shard(const std::string& temporary) {
     const bool writer = slice.sharded || slice.holders == nullptr || slice.holders->rank() == 0;
     if (!writer) continue;
     for (const auto& e : params.entries()) {
-      const int64_t lo = std::max(e.offset, slice.first);
-      const int64_t hi = std::min(e.offset + e.size, slice.first + slice.count);
+      const auto [lo, hi] = model::overlap(e, slice.first, slice.count);
       if (lo >= hi || !in_direction_zero(e.name)) continue;
       const int64_t at = lo - slice.first;
       const bool bf16 = slice.m_bf16 != nullptr;
@@ -197,8 +196,7 @@ std::string Checkpointer::save(const TrainingPosition& at, const ckpt::GuardStat
 
 std::string Checkpointer::choose(const std::string& requested) const {
   if (!requested.empty()) {
-    const bool complete = fs::exists(requested + "/DONE") && fs::exists(requested + "/manifest.json");
-    if (!complete) {
+    if (!ckpt::is_complete_checkpoint(requested)) {
       throw UserError(requested, "", fs::exists(requested) ? "not a complete checkpoint (no DONE "
                                                              "marker or no manifest.json)"
                                                            : "no such checkpoint directory",
@@ -208,21 +206,17 @@ std::string Checkpointer::choose(const std::string& requested) const {
     }
     return requested;
   }
-  for (const auto& entry : ckpt::find_checkpoints(config_.run.dir)) {
-    if (entry.complete) return entry.path;
-  }
-  return "";
+  return ckpt::newest_complete_checkpoint(config_.run.dir).value_or("");
 }
 
 std::string Checkpointer::older_checkpoint_hint(const std::string& checkpoint_dir) const {
-  const fs::path bad = fs::weakly_canonical(checkpoint_dir);
-  bool past = false;
-  for (const auto& entry : ckpt::find_checkpoints(config_.run.dir)) {
-    if (past && entry.complete) {
-      return "the next older complete checkpoint is " + entry.path + ": resume from it with "
-             "--resume-from " + entry.path + " (or move " + checkpoint_dir + " aside)";
-    }
-    past = past || fs::weakly_canonical(entry.path) == bad;
+  fs::path dir = fs::path(checkpoint_dir).lexically_normal();
+  if (dir.filename().empty()) dir = dir.parent_path();  // "…/step-000040/"
+  const auto step = ckpt::parse_checkpoint_dir_name(dir.filename().string());
+  const auto older = ckpt::newest_complete_checkpoint(config_.run.dir, step.value_or(INT64_MAX));
+  if (older) {
+    return "the next older complete checkpoint is " + *older + ": resume from it with "
+           "--resume-from " + *older + " (or move " + checkpoint_dir + " aside)";
   }
   return "no older complete checkpoint in " + ckpt::checkpoints_root(config_.run.dir) +
          ": move " + checkpoint_dir + " aside to start afresh, or train in another run.dir";
@@ -268,8 +262,7 @@ void Checkpointer::read_state(const std::string& checkpoint_dir, const ckpt::Man
   std::vector<float> values;
   for (const auto& slice : optimizer_.moment_slices()) {
     for (const auto& e : params.entries()) {
-      const int64_t lo = std::max(e.offset, slice.first);
-      const int64_t hi = std::min(e.offset + e.size, slice.first + slice.count);
+      const auto [lo, hi] = model::overlap(e, slice.first, slice.count);
       if (lo >= hi) continue;
       const int64_t at = lo - slice.first, n = hi - lo;
       for (const Kind kind : {Kind::kAdamM, Kind::kAdamV}) {

@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <sstream>
 
 #include "trainer/checkpoint/checkpoint_store.h"
@@ -14,8 +13,8 @@ namespace baleine::train {
 
 namespace {
 
-// Kill points passed in the armed checkpoint (a process-wide counter the hook advances).
-std::shared_ptr<int64_t> points_seen = std::make_shared<int64_t>(0);
+// Kill points passed in the armed checkpoint (the hook advances it).
+int64_t points_seen = 0;
 
 bool parse_integer(const std::string& text, int64_t* out) {
   char* end = nullptr;
@@ -83,10 +82,10 @@ void FaultInjection::before_checkpoint(int64_t step) const {
     ckpt::set_kill_point_hook(nullptr);
     return;
   }
-  *points_seen = 0;
+  points_seen = 0;
   const int64_t target = point_;
   ckpt::set_kill_point_hook([target](int64_t, const char* what) {
-    if ((*points_seen)++ == target) {
+    if (points_seen++ == target) {
       std::fprintf(stderr, "fault injection: SIGKILL at checkpoint kill point %lld (%s)\n",
                    static_cast<long long>(target), what);
       std::fflush(stderr);
@@ -99,7 +98,7 @@ void FaultInjection::after_checkpoint(int64_t step) const {
   if (!armed_ || kind_ != "kill_in_checkpoint" || step != step_) return;
   ckpt::set_kill_point_hook(nullptr);
   std::fprintf(stderr, "fault injection: checkpoint after step %lld passed %lld kill points\n",
-               static_cast<long long>(step), static_cast<long long>(*points_seen));
+               static_cast<long long>(step), static_cast<long long>(points_seen));
   std::fflush(stderr);
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "trainer/config/json_text.h"
 #include "trainer/cost/units.h"
 
 namespace baleine::train {
@@ -66,20 +67,18 @@ std::string json_array(const std::vector<double>& values) {
 
 // Losses and norms with every digit (a resumed run is compared with an uninterrupted one bit for
 // bit); JSON has no NaN or infinity, so a non-finite value is null.
-static std::string exact_number(double v) {
-  return std::isfinite(v) ? printf_string("%.17g", v) : std::string("null");
-}
+using config::json_number;
 
 std::string format_metrics_json(const StepRecord& r) {
   std::string json = printf_string("{\"step\":%lld,\"loss\":", static_cast<long long>(r.step)) +
-                     exact_number(r.loss) + printf_string(",\"lr\":%.6e,\"grad_norm\":", r.lr) +
-                     exact_number(r.grad_norm) +
+                     json_number(r.loss) + printf_string(",\"lr\":%.6e,\"grad_norm\":", r.lr) +
+                     json_number(r.grad_norm) +
                      printf_string(",\"tokens\":%lld,\"tokens_per_s\":%.1f,\"step_s\":%.4f,"
                                    "\"elapsed_s\":%.3f",
                                    static_cast<long long>(r.tokens), r.tokens_per_s,
                                    r.step_seconds, r.elapsed_s);
   if (r.skipped) json += ",\"skipped\":\"" + r.skip_reason + "\"";
-  if (r.has_val_loss) json += ",\"val_loss\":" + exact_number(r.val_loss);
+  if (r.has_val_loss) json += ",\"val_loss\":" + json_number(r.val_loss);
   if (r.has_cost) {
     json += printf_string(",\"mfu_bf16\":%.6g,\"mfu_fp8\":%.6g,\"device_hours\":%.9g,"
                           "\"usd\":%.9g,\"projected_usd\":%.9g",

@@ -11,6 +11,7 @@
 #include "trainer/cost/units.h"
 #include "trainer/errors.h"
 #include "trainer/train/progress.h"
+#include "trainer/train/agreement.h"
 #include "trainer/train/run_dir.h"
 
 namespace baleine::train {
@@ -69,9 +70,8 @@ RunLedger::RunLedger(const config::RunConfig& c, parallel::ProcessGroups& g, Run
       clock_(process_start().steady),
       rates_(cost::device_rates(c.cost, omp_get_max_threads())) {
   // Rank 0 reads and appends; a failure there must end every rank, not strand them.
-  std::optional<UserError> failure;
-  if (dir) {
-    try {
+  run_agreed(*g.world, [&] {
+    if (dir) {
       const std::string path = dir->file("ledger.jsonl");
       path_ = path;
       cost::LedgerContents earlier;
@@ -115,14 +115,8 @@ RunLedger::RunLedger(const config::RunConfig& c, parallel::ProcessGroups& g, Run
                            ? c.cost.token_budget
                            : static_cast<double>(c.train.steps * s.tokens_per_step);
       writer_->write(s);
-    } catch (const UserError& e) {
-      failure = e;
     }
-  }
-  int64_t failed = failure ? 1 : 0;
-  g.world->allreduce_sum(&failed, 1, DType::kInt64);
-  if (failure) throw *failure;
-  if (failed) throw UserError("", "run.dir", "rank 0 could not write the ledger");
+  });
 }
 
 RunLedger::~RunLedger() = default;
