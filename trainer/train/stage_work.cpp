@@ -16,6 +16,7 @@ void ModelStageWork::begin_training(BatchSource source, float loss_scale) {
   training_ = true;
   loss_scale_ = loss_scale;
   loss_sum_ = aux_loss_sum_ = 0;
+  micro_batch_losses_.clear();
   model_.set_counting(true);
 }
 
@@ -23,6 +24,7 @@ void ModelStageWork::begin_evaluation(BatchSource source) {
   source_ = std::move(source);
   training_ = false;
   loss_sum_ = aux_loss_sum_ = 0;
+  micro_batch_losses_.clear();
   model_.set_counting(false);
 }
 
@@ -49,6 +51,12 @@ void ModelStageWork::forward(const parallel::StageRef& stage, int micro_batch, c
                                           output, shape_);
   loss_sum_ += result.loss;
   aux_loss_sum_ += result.aux_loss;
+  if (layers.has_head) {
+    if (micro_batch_losses_.size() <= static_cast<size_t>(micro_batch)) {
+      micro_batch_losses_.resize(static_cast<size_t>(micro_batch) + 1, 0.0);
+    }
+    micro_batch_losses_[static_cast<size_t>(micro_batch)] = result.loss;
+  }
   if (!training_) {
     model_.discard(p, micro_batch);
   } else if (micro_batch == 0 && first_forward_hook_) {

@@ -31,6 +31,9 @@ class ModelStageWork final : public parallel::StageWork {
   // balance loss (MoE layers of its stages).
   double loss_sum() const { return loss_sum_; }
   double aux_loss_sum() const { return aux_loss_sum_; }
+  // The cross-entropy of each micro-batch whose head ran on this rank, by micro-batch index
+  // (0 for the others), so the step's loss can be summed in one order on every layout.
+  const std::vector<double>& micro_batch_losses() const { return micro_batch_losses_; }
 
   int64_t boundary_elements() const override;
   void forward(const parallel::StageRef& stage, int micro_batch, const float* input,
@@ -48,6 +51,7 @@ class ModelStageWork final : public parallel::StageWork {
   bool training_ = true;
   float loss_scale_ = 1;
   double loss_sum_ = 0, aux_loss_sum_ = 0;
+  std::vector<double> micro_batch_losses_;
   std::function<void()> first_forward_hook_;
   std::vector<int32_t> inputs_, targets_;
 };

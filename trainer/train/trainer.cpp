@@ -69,18 +69,9 @@ double validation_loss(ModelStageWork& work, parallel::PipelineExecutor& evaluat
 // failure there ends the job on all ranks instead of leaving them waiting in a collective.
 std::unique_ptr<RunDir> open_run_dir(const config::RunConfig& c, parallel::ProcessGroups& g) {
   std::unique_ptr<RunDir> dir;
-  std::optional<UserError> failure;
-  if (g.is_root()) {
-    try {
-      dir = std::make_unique<RunDir>(c);
-    } catch (const UserError& e) {
-      failure = e;
-    }
-  }
-  int64_t failed = failure ? 1 : 0;
-  g.world->allreduce_sum(&failed, 1, DType::kInt64);
-  if (failure) throw *failure;
-  if (failed) throw UserError("", "run.dir", "rank 0 could not create the run directory");
+  run_agreed(*g.world, [&] {
+    if (g.is_root()) dir = std::make_unique<RunDir>(c);
+  });
   return dir;
 }
 
@@ -327,27 +318,35 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
         loss_scale);
     const parallel::PipelineTiming timing = executor.run(work);
     ledger.clock().move(Segment::kCompute, Segment::kBubble, timing.bubble_s());
-    // Cross-entropy and balance loss of this replica's micro-batches, over its pipeline ranks.
-    double losses[2] = {work.loss_sum() / static_cast<double>(accum),
-                        work.aux_loss_sum() / static_cast<double>(accum)};
-    g.pp->allreduce_sum(losses, 2, DType::kFloat64);
-    g.dp->allreduce_sum(losses, 2, DType::kFloat64);
+    // The step's losses over the global batch. Each micro-batch's cross-entropy goes to its own
+    // slot (global index dp_rank·accum + micro; the other slots stay 0, so the all-reduces add
+    // only exact zeros), and every rank sums the slots in index order: the order of one
+    // process, whatever the layout. The balance loss (one term per MoE stage) is summed as is.
+    const int64_t micro_batches = accum * c.parallel.dp;
+    std::vector<double> losses(static_cast<size_t>(micro_batches) + 1, 0.0);
+    const auto& mine = work.micro_batch_losses();
+    std::copy(mine.begin(), mine.end(), losses.begin() + placement.dp_rank * accum);
+    losses.back() = work.aux_loss_sum() / static_cast<double>(accum);
+    g.pp->allreduce_sum(losses.data(), micro_batches + 1, DType::kFloat64);
+    g.dp->allreduce_sum(losses.data(), micro_batches + 1, DType::kFloat64);
+    double loss = 0;
+    for (int64_t i = 0; i < micro_batches; ++i) loss += losses[static_cast<size_t>(i)];
+    loss /= static_cast<double>(micro_batches);
     if (fault.poisons_gradients(step)) {
       model.parameters().grads()[0] = std::numeric_limits<float>::quiet_NaN();
     }
     // The guard judges the step before its update: loss and norm are the same on every rank
     // (all-reduced), so every rank reaches the same verdict.
     const auto stats = optimizer.measure(model.parameters());
-    const GuardVerdict verdict = guard.check(losses[0] / static_cast<double>(c.parallel.dp),
-                                             stats.grad_norm);
+    const GuardVerdict verdict = guard.check(loss, stats.grad_norm);
     const bool applied = verdict.action == GuardVerdict::Action::kApply;
     if (applied) optimizer.apply(model.parameters(), lr, step, stats);
 
     StepRecord r;
     r.step = step;
     r.total_steps = t.steps;
-    r.loss = losses[0] / static_cast<double>(c.parallel.dp);
-    r.aux_loss = losses[1] / static_cast<double>(c.parallel.dp);
+    r.loss = loss;
+    r.aux_loss = losses.back() / static_cast<double>(c.parallel.dp);
     r.lr = lr;
     r.grad_norm = stats.grad_norm;
     r.skipped = !applied;
