@@ -2,6 +2,8 @@
 # Installs what baleine needs to build on Debian/Ubuntu, and nothing when it is all there.
 # Needs root (or sudo) only when something is missing. The CUDA toolkit is optional: when nvcc
 # is found the CUDA backend is built too.
+#   scripts/setup.sh            build and test dependencies
+#   scripts/setup.sh --bench    also PyTorch for the side-by-side benchmark (scripts/bench.sh)
 set -euo pipefail
 
 packages=(
@@ -11,6 +13,11 @@ packages=(
   libgtest-dev libgmock-dev                      # tests
   libbenchmark-dev                               # micro-benchmarks
 )
+if [[ "${1:-}" == "--bench" ]]; then
+  # Debian's PyTorch for /usr/bin/python3, on OpenBLAS: without libopenblas0-pthread the BLAS
+  # alternative is the reference BLAS (~7 GFLOP/s sgemm on 2 cores, against ~170).
+  packages+=(python3-torch python3-yaml libopenblas0-pthread)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/thread_scratch.h"
 #include "kernels/fp8.h"
 
 namespace baleine::kernels {
@@ -92,7 +93,8 @@ double sum_of_squares(const T* x, int64_t n) {
   constexpr int64_t kChunk = 1 << 14, kLanes = 8;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   if (chunks <= 0) return 0.0;
-  std::vector<double> partial(static_cast<size_t>(chunks));
+  struct ChunkSums;
+  double* partial = thread_scratch<ChunkSums, double>(static_cast<size_t>(chunks));
 #pragma omp parallel for schedule(static) if (chunks > 1)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, end = std::min(n, begin + kChunk);
@@ -103,10 +105,10 @@ double sum_of_squares(const T* x, int64_t n) {
     for (; i < end; ++i) lanes[0] += double(x[i]) * double(x[i]);
     double sum = 0;
     for (double lane : lanes) sum += lane;
-    partial[size_t(c)] = sum;
+    partial[c] = sum;
   }
   double total = 0;
-  for (double p : partial) total += p;
+  for (int64_t c = 0; c < chunks; ++c) total += partial[c];
   return total;
 }
 

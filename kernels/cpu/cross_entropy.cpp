@@ -10,37 +10,45 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/parallel_grain.h"
+#include "kernels/cpu/thread_scratch.h"
+#include "kernels/cpu/vector_exp.h"
+
 namespace baleine::kernels {
 
 template <typename T>
 double cross_entropy_forward(const T* logits, const int32_t* targets, T* lse, int64_t n,
                              int64_t vocab) {
   if (n <= 0) return 0.0;
-  std::vector<double> row_loss(static_cast<size_t>(n));
-#pragma omp parallel for schedule(static) if (n * vocab > (1 << 15))
+  struct RowLosses;
+  double* row_loss = thread_scratch<RowLosses, double>(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static) if (n * vocab > kParallelGrain)
   for (int64_t r = 0; r < n; ++r) {
     const T* row = logits + r * vocab;
     T max_logit = row[0];
     for (int64_t j = 1; j < vocab; ++j) max_logit = std::max(max_logit, row[j]);
     double sum = 0;
-    for (int64_t j = 0; j < vocab; ++j) sum += double(std::exp(row[j] - max_logit));
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < vocab; ++j) sum += double(vector_exp(row[j] - max_logit));
     const double row_lse = double(max_logit) + std::log(sum);
     lse[r] = T(row_lse);
-    row_loss[size_t(r)] = row_lse - double(row[targets[r]]);
+    row_loss[r] = row_lse - double(row[targets[r]]);
   }
   double total = 0;
-  for (double loss : row_loss) total += loss;
+  for (int64_t r = 0; r < n; ++r) total += row_loss[r];
   return total / double(n);
 }
 
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* targets, const T* lse, T scale,
                             T* dlogits, int64_t n, int64_t vocab) {
-#pragma omp parallel for schedule(static) if (n * vocab > (1 << 15))
+#pragma omp parallel for schedule(static) if (n * vocab > kParallelGrain)
   for (int64_t r = 0; r < n; ++r) {
     const T* row = logits + r * vocab;
     T* grad = dlogits + r * vocab;
-    for (int64_t j = 0; j < vocab; ++j) grad[j] = scale * std::exp(row[j] - lse[r]);
+    const T row_lse = lse[r];
+#pragma omp simd
+    for (int64_t j = 0; j < vocab; ++j) grad[j] = scale * vector_exp(row[j] - row_lse);
     grad[targets[r]] -= scale;
   }
 }

@@ -118,7 +118,7 @@ void transpose_bytes(const uint8_t* in, int64_t in_pitch, int64_t rows, int64_t 
   }
 }
 
-// Per-thread buffers, sized for one item.
+// Per-thread buffers, sized for one item (they only grow).
 struct Scratch {
   std::vector<int32_t> amax;    // per column: magnitude bits; then per tile, at its first column
   std::vector<float> inv;       // per column: 1/scale of its tile in the current tile row
@@ -199,7 +199,7 @@ void quantize_all(const T* x, const Geometry& g, const Fp8ScaleOptions& options,
   const size_t width = static_cast<size_t>(std::min(group_cols, g.cols));
 #pragma omp parallel if (g.rows * g.cols > (1 << 16))
   {
-    Scratch scratch;
+    thread_local Scratch scratch;  // kept between calls: a warm step allocates nothing
     scratch.amax.resize(width);
     scratch.inv.resize(width);
     if (kTransposed) {

@@ -87,19 +87,31 @@ T choice_key(const T* scores, const T* bias, int64_t e) {
   return bias ? T(scores[e] + bias[e]) : scores[e];
 }
 
-// Per-thread scratch for one token's selection, sized once so the token loop never allocates.
+// Per-thread scratch for one token's selection, kept between calls (one per thread, sized by
+// `fit`) so neither the token loop nor the step loop allocates.
 template <typename T>
 struct SelectionScratch {
   std::vector<T> keys;            // [top_k]
   std::vector<T> group_keys;      // [max_groups]
   std::vector<int32_t> kept;      // [max_groups] the kept groups
   std::vector<char> allowed;      // [groups] 1 = kept
-  SelectionScratch(int64_t top_k, int64_t max_groups, int64_t groups)
-      : keys(static_cast<size_t>(top_k)),
-        group_keys(static_cast<size_t>(max_groups)),
-        kept(static_cast<size_t>(max_groups)),
-        allowed(static_cast<size_t>(groups)) {}
+  static SelectionScratch& for_this_thread(int64_t top_k, int64_t max_groups, int64_t groups) {
+    thread_local SelectionScratch scratch;
+    scratch.keys.resize(static_cast<size_t>(top_k));
+    scratch.group_keys.resize(static_cast<size_t>(max_groups));
+    scratch.kept.resize(static_cast<size_t>(max_groups));
+    scratch.allowed.resize(static_cast<size_t>(groups));
+    return scratch;
+  }
 };
+
+// Per-thread vector of `size` doubles for one use (Tag), kept between calls.
+template <typename Tag>
+std::vector<double>& thread_doubles(int64_t size) {
+  thread_local std::vector<double> values;
+  values.resize(static_cast<size_t>(size));
+  return values;
+}
 
 // Marks the max_groups groups with the highest sums of their 2 best keys. DeepSeek-V3 §2.1.2
 // ranks nodes by the sum of their highest K_r/M affinities; with K_r = 8 and M = 4 that is 2,
@@ -155,7 +167,8 @@ void routing_forward(const T* logits, const T* bias, T* scores, int32_t* chosen,
   const int64_t experts = shape.experts, top_k = shape.top_k;
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
-    SelectionScratch<T> scratch(top_k, options.max_groups, options.groups);
+    SelectionScratch<T>& scratch =
+        SelectionScratch<T>::for_this_thread(top_k, options.max_groups, options.groups);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < shape.tokens; ++t) {
       const T* logit_row = logits + t * experts;
@@ -185,7 +198,8 @@ void routing_backward(const T* dweights, const T* dscores_extra, const T* scores
   const int64_t experts = shape.experts, top_k = shape.top_k;
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
-    std::vector<double> dscores(static_cast<size_t>(experts));
+    struct ScoreGradients;
+    std::vector<double>& dscores = thread_doubles<ScoreGradients>(experts);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < shape.tokens; ++t) {
       const T* score_row_in = scores + t * experts;
@@ -280,10 +294,12 @@ double seq_balance_loss_forward(const T* scores, const int32_t* chosen, RoutingS
   if (sequences == 0) return 0.0;
   // One slot per sequence, summed serially afterwards: a reduction clause would make the
   // summation order (and so the last bits) depend on the thread count.
-  std::vector<double> per_sequence(static_cast<size_t>(sequences));
+  struct PerSequence;
+  std::vector<double>& per_sequence = thread_doubles<PerSequence>(sequences);
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
-    std::vector<double> fraction(static_cast<size_t>(experts));
+    struct Fractions;
+    std::vector<double>& fraction = thread_doubles<Fractions>(experts);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < sequences; ++b) {
       expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
@@ -310,7 +326,8 @@ void seq_balance_loss_backward(const T* scores, const int32_t* chosen, RoutingSh
   const double scale = double(dloss) * alpha / double(sequences * seq_len);
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
-    std::vector<double> fraction(static_cast<size_t>(experts));
+    struct Fractions;
+    std::vector<double>& fraction = thread_doubles<Fractions>(experts);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < sequences; ++b) {
       expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);

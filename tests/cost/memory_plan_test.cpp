@@ -80,8 +80,9 @@ TEST(MemoryPlan, ActivationEstimateEqualsWhatAForwardKeeps) {
     const ActivationEstimate e = estimate_activations(m, p, whole, shape.batch, shape.seq, 1);
     EXPECT_EQ(e.linear_inputs, static_cast<double>(kept.linear_inputs));
     EXPECT_EQ(e.block_other, static_cast<double>(kept.other));
-    // The probabilities alone: batch x heads x seq x seq floats per block.
-    EXPECT_EQ(e.attention_probs, 3.0 * 4 * 3 * 10 * 10 * 4);
+    // The attention log-sum-exps alone: one float per block (3), sequence (3), head (4) and
+    // position (10); no longer the seq x seq probabilities.
+    EXPECT_EQ(e.attention_lse, 3.0 * 3 * 4 * 10 * 4);
     // Around the blocks: 4 stream buffers of 30 x 32 floats; ids, targets, final norm output,
     // rstd, logits, log-sum-exp.
     EXPECT_EQ(e.stream, 4.0 * 30 * 32 * 4);

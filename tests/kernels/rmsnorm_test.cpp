@@ -1,5 +1,6 @@
 // RMSNorm: forward against the formula, every gradient by finite differences, dweight
-// accumulation, and bit-identical dweight for 1 and 2 threads.
+// accumulation, bit-identical dweight for 1 and 2 threads, and the fused residual forms
+// against their unfused two-pass equivalents.
 #include "kernels/rmsnorm.h"
 
 #include <omp.h>
@@ -77,6 +78,49 @@ TEST(RmsNorm, DweightBitIdenticalForOneAndTwoThreads) {
   omp_set_num_threads(saved);
   testing::expect_bitwise_equal("dweight", dw1, dw2);
   testing::expect_bitwise_equal("dx", dx1, dx2);
+}
+
+// residual_rmsnorm_forward is the sum followed by rmsnorm_forward, to the bit, in place too.
+TEST(RmsNorm, ResidualForwardIsAddThenNorm) {
+  const int64_t rows = 300, dim = 96;  // parallel path
+  const auto x = testing::to_float(random_vector(size_t(rows * dim), 11));
+  const auto branch = testing::to_float(random_vector(size_t(rows * dim), 12));
+  const auto w = testing::to_float(random_vector(size_t(dim), 13));
+  std::vector<float> h_ref(x.size()), y_ref(x.size()), rstd_ref(static_cast<size_t>(rows));
+  for (size_t i = 0; i < x.size(); ++i) h_ref[i] = x[i] + branch[i];
+  rmsnorm_forward(h_ref.data(), w.data(), y_ref.data(), rstd_ref.data(), rows, dim, 1e-6f);
+
+  std::vector<float> h(x.size(), 5.0f), y(x.size(), 5.0f), rstd(size_t(rows), 5.0f);
+  residual_rmsnorm_forward(x.data(), branch.data(), h.data(), w.data(), y.data(), rstd.data(),
+                           rows, dim, 1e-6f);
+  testing::expect_bitwise_equal("h", h, h_ref);
+  testing::expect_bitwise_equal("y", y, y_ref);
+  testing::expect_bitwise_equal("rstd", rstd, rstd_ref);
+
+  auto in_place = x;  // h aliasing x
+  residual_rmsnorm_forward(in_place.data(), branch.data(), in_place.data(), w.data(), y.data(),
+                           rstd.data(), rows, dim, 1e-6f);
+  testing::expect_bitwise_equal("h in place", in_place, h_ref);
+}
+
+// With a residual, dx is the plain input gradient plus the residual, to the bit; dweight is
+// unchanged by it.
+TEST(RmsNorm, BackwardAddsTheResidualGradient) {
+  const int64_t rows = 64, dim = 200;
+  const auto x = testing::to_float(random_vector(size_t(rows * dim), 14));
+  const auto w = testing::to_float(random_vector(size_t(dim), 15));
+  const auto dy = testing::to_float(random_vector(size_t(rows * dim), 16));
+  const auto residual = testing::to_float(random_vector(size_t(rows * dim), 17));
+  std::vector<float> y(x.size()), rstd(static_cast<size_t>(rows));
+  rmsnorm_forward(x.data(), w.data(), y.data(), rstd.data(), rows, dim, 1e-6f);
+  std::vector<float> dx(x.size()), dx_res(x.size(), 9.0f), dw(size_t(dim), 0.25f),
+      dw_res(size_t(dim), 0.25f);
+  rmsnorm_backward(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), rows, dim);
+  rmsnorm_backward(dy.data(), x.data(), w.data(), rstd.data(), dx_res.data(), dw_res.data(), rows,
+                   dim, residual.data());
+  for (size_t i = 0; i < dx.size(); ++i) dx[i] += residual[i];
+  testing::expect_bitwise_equal("dx + residual", dx_res, dx);
+  testing::expect_bitwise_equal("dweight", dw_res, dw);
 }
 
 }  // namespace

@@ -33,11 +33,12 @@ void add_attention(const config::ModelSection& m, const model::LinearFormat& f, 
   const double d = static_cast<double>(m.hidden);
   // x (the input of Wq, Wk, Wv) and o (the input of Wo).
   e.linear_inputs += 2.0 * input_bytes(f, n, d);
-  // q, k, v after RoPE, and the full softmax matrix of every head: baleine's attention core
-  // keeps it (a fused FlashAttention-style kernel would recompute it instead).
-  const double probs = kValueBytes * micro_batch * static_cast<double>(m.heads) * seq * seq;
-  e.attention_probs += probs;
-  e.block_other += kValueBytes * 3.0 * n * d + probs;
+  // q, k, v after RoPE, and one log-sum-exp per query row and head: the attention core
+  // recomputes the softmax from them in the backward (FlashAttention, Dao et al. 2022) rather
+  // than keeping every head's seq x seq probabilities.
+  const double lse = kValueBytes * micro_batch * static_cast<double>(m.heads) * seq;
+  e.attention_lse += lse;
+  e.block_other += kValueBytes * 3.0 * n * d + lse;
 }
 
 void add_dense_mlp(const config::ModelSection& m, const model::LinearFormat& f, double n,
@@ -245,8 +246,8 @@ MemoryPlan plan_memory(const config::RunConfig& c) {
              ") x " + format_si(a.total(), "B") + " per micro-batch of " +
              std::to_string(c.train.micro_batch) + " x " + std::to_string(c.train.seq_len) +
              " tokens (Linear inputs " + format_si(a.linear_inputs, "B") +
-             ", attention probabilities " + format_si(a.attention_probs, "B") +
-             ", other block state " + format_si(a.block_other - a.attention_probs, "B") +
+             ", attention log-sum-exps " + format_si(a.attention_lse, "B") +
+             ", other block state " + format_si(a.block_other - a.attention_lse, "B") +
              ", residual stream " + format_si(a.stream, "B") + ", embedding / head " +
              format_si(a.ends, "B") + ")",
          static_cast<double>(rank.peak_in_flight) * a.total()});

@@ -21,7 +21,9 @@ struct ActivationEstimate {
   double linear_inputs = 0;    // the blocks' Linear inputs, in the Linears' formats (the FP8
                                // activation cache under fp8: codes + one FP32 scale per tile)
   double block_other = 0;      // the blocks' other saved state, in FP32 (the model's type)
-  double attention_probs = 0;  // the part of block_other that is attention probabilities
+  double attention_lse = 0;    // the part of block_other that is the attention log-sum-exps
+                               // (one per query row and head: the probabilities themselves
+                               // are recomputed in the backward, kernels/attention.h)
   double stream = 0;           // the residual stream: each block's input and the stage's output
   double ends = 0;             // token ids; with the head: final norm output, logits, targets
   double blocks() const { return linear_inputs + block_other; }

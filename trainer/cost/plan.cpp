@@ -271,9 +271,9 @@ void print_plan(const config::RunConfig& c, const Plan& plan, std::ostream& out)
     out << "WARNING: does not fit: " << format_si(rank.total_bytes, "B") << " on a "
         << significant(d.memory_gb, 4) << " GB " << d.name << "; the largest part is "
         << largest->name << " (" << format_si(largest->bytes, "B") << ")\n"
-        << "HINT: " << hint << ". baleine's attention keeps every head's probabilities ("
-        << format_si(rank.per_micro_batch.attention_probs, "B")
-        << " per micro-batch on this rank) until a fused attention kernel lands\n";
+        << "HINT: " << hint << " (each micro-batch in flight keeps "
+        << format_si(rank.per_micro_batch.total(), "B") << " of activations on this rank, "
+        << rank.peak_in_flight << " at the peak)\n";
   }
 
   out << "\nprediction for " << format_count(plan.tokens) << " tokens (" << plan.tokens_source

@@ -30,7 +30,7 @@ void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   const LinearFormat& f = config_.linear;
   Saved& s = saved_;
   for (auto* v : {&s.q, &s.k, &s.v, &o_}) v->resize(nd);
-  s.probs.resize(static_cast<size_t>(shape.batch * h * shape.seq * shape.seq));
+  s.lse.resize(static_cast<size_t>(shape.batch * h * shape.seq));
   const T theta = static_cast<T>(config_.rope_theta);
 
   s.x.store(x, n, d, f);
@@ -40,7 +40,7 @@ void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   linear_fprop(f, xv, store_.value(wv_), s.v.data(), n, d, d);
   k::rope_forward(s.q.data(), s.q.data(), shape.batch, shape.seq, h, hd, theta);
   k::rope_forward(s.k.data(), s.k.data(), shape.batch, shape.seq, h, hd, theta);
-  k::attention_forward(s.q.data(), s.k.data(), s.v.data(), o_.data(), s.probs.data(),
+  k::attention_forward(s.q.data(), s.k.data(), s.v.data(), o_.data(), s.lse.data(),
                        shape.batch, shape.seq, h, hd);
   s.o.store(o_.data(), n, d, f);
   linear_fprop(f, s.o.view(), store_.value(wo_), y, n, d, d);
@@ -57,7 +57,7 @@ void AttentionLayer<T>::backward(const T* dy, T* dx, BatchShape shape,
   const Saved& s = saved_;
 
   linear_dgrad(f, dy, store_.value(wo_), do_.data(), n, d, d, false);
-  k::attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.probs.data(),
+  k::attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.lse.data(),
                         dq_.data(), dk_.data(), dv_.data(), shape.batch, shape.seq, h, hd);
   k::rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
   k::rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);

@@ -30,11 +30,14 @@ class AttentionLayer {
   // What the forward keeps for the backward. A pipeline holds one per micro-batch in flight and
   // swaps it in around each call (swap_saved), so one layer object serves them all.
   struct Saved {
-    std::vector<T> q, k, v, probs;
+    std::vector<T> q, k, v;  // after RoPE, [tokens, dim]
+    // Per query row, the log-sum-exp of its attention scores [batch, heads, seq]: the backward
+    // recomputes the probabilities from it (kernels/attention.h) instead of keeping them.
+    std::vector<T> lse;
     LinearInput<T> x, o;  // inputs of Wq/Wk/Wv and of Wo, in the projections' format
     void add_bytes(ActivationBytes& b) const {
       b.linear_inputs += x.bytes() + o.bytes();
-      b.other += vector_bytes(q) + vector_bytes(k) + vector_bytes(v) + vector_bytes(probs);
+      b.other += vector_bytes(q) + vector_bytes(k) + vector_bytes(v) + vector_bytes(lse);
     }
   };
   void swap_saved(Saved& other);

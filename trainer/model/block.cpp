@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/elementwise.h"
 #include "kernels/rmsnorm.h"
 #include "trainer/model/saved_state.h"
 
@@ -86,13 +87,12 @@ void TransformerBlock<T>::forward(const T* x, T* out, BatchShape shape) {
 
   k::rmsnorm_forward(x, store_.value(norm1_), normed_.data(), s.rstd1.data(), n, dim_, norm_eps_);
   attention_.forward(normed_.data(), branch_.data(), shape);
-  for (int64_t i = 0; i < nd; ++i) s.h[i] = x[i] + branch_[i];
-
-  k::rmsnorm_forward(s.h.data(), store_.value(norm2_), normed_.data(), s.rstd2.data(), n, dim_,
-                     norm_eps_);
+  // h = x + attention branch, normalised for the FFN in the same pass.
+  k::residual_rmsnorm_forward(x, branch_.data(), s.h.data(), store_.value(norm2_),
+                              normed_.data(), s.rstd2.data(), n, dim_, norm_eps_);
   if (moe_) moe_->forward(normed_.data(), branch_.data(), shape);
   else mlp_->forward(normed_.data(), branch_.data(), n);
-  for (int64_t i = 0; i < nd; ++i) out[i] = s.h[i] + branch_[i];
+  k::add(s.h.data(), branch_.data(), out, nd);
 }
 
 template <typename T>
@@ -106,15 +106,14 @@ void TransformerBlock<T>::backward(const T* dout, const T* x, T* dx, BatchShape 
   // FFN branch: dout flows into the branch and straight through the residual.
   if (moe_) moe_->backward(dout, dbranch_.data(), shape, loss_scale, weight_grads);
   else mlp_->backward(dout, dbranch_.data(), n, weight_grads);
+  // dh = the norm's input gradient + dout, which also reaches h through the residual.
   k::rmsnorm_backward(dbranch_.data(), s.h.data(), store_.value(norm2_), s.rstd2.data(),
-                      dh_.data(), store_.grad(norm2_), n, dim_);
-  for (int64_t i = 0; i < nd; ++i) dh_[i] += dout[i];
+                      dh_.data(), store_.grad(norm2_), n, dim_, dout);
 
   // Attention branch.
   attention_.backward(dh_.data(), dbranch_.data(), shape, weight_grads);
   k::rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), s.rstd1.data(), dx,
-                      store_.grad(norm1_), n, dim_);
-  for (int64_t i = 0; i < nd; ++i) dx[i] += dh_[i];
+                      store_.grad(norm1_), n, dim_, dh_.data());
 }
 
 template class TransformerBlock<float>;

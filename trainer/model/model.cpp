@@ -70,17 +70,16 @@ typename Model<T>::MicroBatch& Model<T>::start(int part, int micro_batch) {
   if (part < 0 || part >= static_cast<int>(parts_.size())) {
     throw std::invalid_argument("Model: no part " + std::to_string(part));
   }
-  MicroBatch state;
-  if (!spare_.empty()) {
-    state = std::move(spare_.back());
-    spare_.pop_back();
-  }
-  auto [it, inserted] = in_flight_.emplace(std::make_pair(part, micro_batch), std::move(state));
-  if (!inserted) {
+  const std::pair<int, int> key{part, micro_batch};
+  if (in_flight_.count(key) != 0) {
     throw std::logic_error("Model: forward of part " + std::to_string(part) + " micro-batch " +
                            std::to_string(micro_batch) + " while its previous one is in flight");
   }
-  return it->second;
+  if (spare_.empty()) return in_flight_.emplace(key, MicroBatch{}).first->second;
+  typename InFlight::node_type node = std::move(spare_.back());
+  spare_.pop_back();
+  node.key() = key;
+  return in_flight_.insert(std::move(node)).position->second;
 }
 
 template <typename T>
@@ -101,8 +100,7 @@ void Model<T>::release(int part, int micro_batch) {
     throw std::logic_error("Model: part " + std::to_string(part) + " micro-batch " +
                            std::to_string(micro_batch) + " released before its W ran");
   }
-  spare_.push_back(std::move(it->second));
-  in_flight_.erase(it);
+  spare_.push_back(in_flight_.extract(it));
 }
 
 template <typename T>

@@ -114,10 +114,13 @@ class Model {
   typename ParameterStore<T>::Handle embedding_ = -1, final_norm_ = -1, head_ = -1;
   std::vector<std::unique_ptr<TransformerBlock<T>>> blocks_;  // [layer]; null if not held
 
-  std::map<std::pair<int, int>, MicroBatch> in_flight_;  // (part, micro-batch)
+  using InFlight = std::map<std::pair<int, int>, MicroBatch>;  // (part, micro-batch)
+  InFlight in_flight_;
   bool counting_ = true;
   ActivationBytes activation_bytes_;
-  std::vector<MicroBatch> spare_;  // released states: their buffers are reused
+  // Released states, still in their map nodes: a new micro-batch reuses one, its buffers and
+  // its node, so a warm step allocates nothing.
+  std::vector<typename InFlight::node_type> spare_;
   std::vector<T> dlogits_, dxf_, dstream_, dstream_next_;  // backward temporaries
 };
 

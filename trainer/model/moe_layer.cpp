@@ -4,6 +4,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "kernels/elementwise.h"
 #include "kernels/moe_dispatch.h"
 #include "trainer/model/expert_wire.h"
 #include "trainer/model/saved_state.h"
@@ -172,7 +173,7 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   if (!shared_.empty()) {
     shared_out_.resize(n * d);
     shared_[0].forward(x, shared_out_.data(), n);
-    for (int64_t i = 0; i < n * d; ++i) y[i] += shared_out_[i];
+    k::add(y, shared_out_.data(), y, n * d);
   }
 }
 
@@ -246,7 +247,7 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
 
   if (!shared_.empty()) {
     shared_[0].backward(dy, dtmp_.data(), n, weight_grads);
-    for (int64_t i = 0; i < n * d; ++i) dx[i] += dtmp_[i];
+    k::add(dx, dtmp_.data(), dx, n * d);
   }
 }
 
