@@ -4,10 +4,11 @@
 // Multiplication" (ACM TOMS 2008), as organised by BLIS (Van Zee & van de Geijn, ACM TOMS 2015):
 //   for jc in N by NC:              a block of op(B) columns
 //     for pc in K by KC:            packed B block [KC x NC] is shared by all threads (L3)
-//       for ic in M by mc (parallel): each thread takes its own rows of A [mc x KC] (L2)
+//       for ic in M by MC:          the rows of A [MC x KC] stay in L2
 //         for jr in NC by NR:       one B micro-panel [KC x NR] stays in L1 ...
-//           for ir in mc by MR:     ... while MR rows of A stream past it
+//           for ir in MC by MR:     ... while MR rows of A stream past it
 //             micro-kernel: an MR x NR tile of C held in registers, KC rank-1 updates.
+// The threads split the (ic, jr, ir) tiles into equal contiguous runs (see gemm()).
 // Packing B does its transpose (both trans_b cases share one kernel) and pads ragged columns
 // with zeros, so the B loads of the hot loop are aligned and unit-stride. A is NOT packed: the
 // micro-kernel broadcasts A's values one at a time, so reading them in place costs nothing
@@ -117,15 +118,20 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 
 #pragma omp parallel if (go_parallel)
   {
-    // Split M into a multiple of the team size of MR-aligned blocks, so the threads get equal
-    // work (the team size is read here: inside another parallel region it is 1).
-    const int64_t threads = omp_get_num_threads();
-    const int64_t blocks = round_up(ceil_div(M, Bl::MC), threads);
-    const int64_t mc = round_up(ceil_div(M, blocks), Bl::MR);
+    // The work is MR x NR tiles of C, numbered block by block (MC rows), panel by panel inside
+    // a block, tile by tile inside a panel, and each thread takes one contiguous run of that
+    // numbering. Equal runs balance the threads to a tile even when M is a handful of tiles
+    // (an expert's rows), and a run keeps the blocked order's locality: one B panel in L1
+    // while the block's rows of A (MC x KC, in L2) stream past it. The team size is read
+    // here: inside another parallel region it is 1.
+    const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t tiles = ceil_div(M, Bl::MR);
 
     for (int64_t j0 = 0; j0 < N; j0 += Bl::NC) {
       const int64_t nc = std::min(Bl::NC, N - j0);
       const int64_t b_panels = ceil_div(nc, Bl::NR);
+      const int64_t units = tiles * b_panels;
+      const int64_t first = units * id / threads, last = units * (id + 1) / threads;
       for (int64_t p0 = 0; p0 < K; p0 += Bl::KC) {
         const int64_t kc = std::min(Bl::KC, K - p0);
         // Later K blocks add onto what the first one wrote.
@@ -134,12 +140,18 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
         for (int64_t panel = 0; panel < b_panels; ++panel)
           pack_b_panel(trans_b, B, ldb, p0, kc, j0, nc, panel, b_pack);
         // (implicit barrier: the B block is complete before anyone reads it)
-#pragma omp for schedule(static)
-        for (int64_t i0 = 0; i0 < M; i0 += mc) {
-          const int64_t rows = std::min(mc, M - i0);
+        int64_t unit = 0;
+        for (int64_t i0 = 0; i0 < M && unit < last; i0 += Bl::MC) {
+          const int64_t rows = std::min(Bl::MC, M - i0);
+          const int64_t block_tiles = ceil_div(rows, Bl::MR);
+          if (unit + block_tiles * b_panels <= first) {  // a block of other threads' tiles
+            unit += block_tiles * b_panels;
+            continue;
+          }
           for (int64_t jr = 0; jr < nc; jr += Bl::NR) {
             const T* b_panel = b_pack + (jr / Bl::NR) * kc * Bl::NR;
-            for (int64_t ir = 0; ir < rows; ir += Bl::MR) {
+            for (int64_t ir = 0; ir < rows; ir += Bl::MR, ++unit) {
+              if (unit < first || unit >= last) continue;
               const int64_t m = std::min(Bl::MR, rows - ir);
               const detail::ATile<T, Bl::MR> a(trans_a, A, lda, i0 + ir, m, p0);
               detail::MicroKernel<T>::run(kc, a, b_panel, C + (i0 + ir) * ldc + j0 + jr, ldc, m,
@@ -147,7 +159,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
             }
           }
         }
-        // (implicit barrier: nobody repacks B while another thread still reads it)
+        // Nobody repacks B while another thread still reads it.
+#pragma omp barrier
       }
     }
   }
