@@ -3,6 +3,17 @@
 // the real binary under mpirun with some layout, then compare its losses (metrics.jsonl) and its
 // final parameters (--save-params, by global name) with a single-process run of the same
 // global batch. The tolerances and why they are what they are: parallel_equivalence_test.cpp.
+//
+// Routing flips. A layout sums the same FP32 terms in another order, which moves a router
+// score by ~1e-7 relative; when two experts' scores for a token tie to that precision, the
+// layout can pick the other one. From that step on the runs take different routes and part
+// like any two chaotic trajectories (seen: the same 1-token flip at step 12 of 20 moved the
+// last losses by 5e-4), so nothing after it says anything about the layout. The comparison
+// therefore covers the steps before the first step whose expert loads (metrics.jsonl's
+// expert_load, the routing itself) differ, and the final parameters only when none did; the
+// routing must agree for at least kMinStepsBeforeRoutingFlip steps. A real bug (a wrong
+// gradient average, a lost hand-off) moves the losses by 1e-2 within a few steps and fails
+// the loss check long before that.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,12 +32,25 @@ namespace baleine::testing {
 inline constexpr double kLossRelTol = 1e-5;
 inline constexpr double kParamAbsTol = 5e-5;
 inline constexpr int kSteps = 20;
+inline constexpr size_t kMinStepsBeforeRoutingFlip = 8;
 
 inline std::vector<double> losses(const std::string& metrics) {
   std::ifstream in(metrics);
   std::vector<double> out;
   for (std::string line; std::getline(in, line);) {
     out.push_back(std::stod(line.substr(line.find("\"loss\":") + 7)));
+  }
+  return out;
+}
+
+// Each step's expert_load array as written (one entry per MoE layer, one count per expert);
+// empty strings for a model without MoE layers.
+inline std::vector<std::string> expert_loads(const std::string& metrics) {
+  std::ifstream in(metrics);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    const size_t at = line.find("\"expert_load\":");
+    out.push_back(at == std::string::npos ? "" : line.substr(at, line.find("]]", at) - at));
   }
   return out;
 }
@@ -85,14 +109,30 @@ class EquivalenceTest : public ::testing::Test {
     const auto layout = losses(dir_ + "/" + name + "/metrics.jsonl");
     ASSERT_EQ(reference.size(), static_cast<size_t>(kSteps));
     ASSERT_EQ(layout.size(), reference.size()) << name;
+    const auto reference_routing = expert_loads(dir_ + "/single/metrics.jsonl");
+    const auto routing = expert_loads(dir_ + "/" + name + "/metrics.jsonl");
+    size_t comparable = 0;  // steps before the first routing flip
+    while (comparable < reference.size() && routing.at(comparable) == reference_routing.at(comparable)) {
+      ++comparable;
+    }
+    EXPECT_GE(comparable, kMinStepsBeforeRoutingFlip)
+        << name << ": the routing differs from the single process's from step " << comparable + 1
+        << ":\n  " << routing.at(comparable) << "\n  " << reference_routing.at(comparable);
     double worst_loss = 0;
-    for (size_t i = 0; i < reference.size(); ++i) {
+    for (size_t i = 0; i < comparable; ++i) {
       worst_loss = std::max(worst_loss, std::abs(layout[i] - reference[i]) / reference[i]);
       EXPECT_NEAR(layout[i], reference[i], loss_rel_tol * reference[i]) << name << " step " << i + 1;
     }
     const auto want = all_params(dir_ + "/single/params");
     const auto got = all_params(dir_ + "/" + name + "/params");
     ASSERT_EQ(got.size(), want.size()) << name << ": every parameter, by global name";
+    if (comparable < reference.size()) {
+      std::printf("%-14s worst loss rel diff %.2e over steps 1-%zu; a near-tie routed a token "
+                  "differently at step %zu, so the later steps and the final parameters are not "
+                  "compared\n",
+                  name.c_str(), worst_loss, comparable, comparable + 1);
+      return;
+    }
     double worst_param = 0;
     for (const auto& [param, values] : want) {
       const auto& other = got.at(param);
