@@ -13,7 +13,9 @@
 // expert_load, the routing itself) differ, and the final parameters only when none did; the
 // routing must agree for at least kMinStepsBeforeRoutingFlip steps. A real bug (a wrong
 // gradient average, a lost hand-off) moves the losses by 1e-2 within a few steps and fails
-// the loss check long before that.
+// the loss check long before that. Comparisons whose tolerances already cover divergent
+// routes (FP8, where a reordered sum can land on the neighbouring E4M3 code) pass
+// Routing::kMayDiffer and compare every step.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,6 +35,7 @@ inline constexpr double kLossRelTol = 1e-5;
 inline constexpr double kParamAbsTol = 5e-5;
 inline constexpr int kSteps = 20;
 inline constexpr size_t kMinStepsBeforeRoutingFlip = 8;
+enum class Routing { kMustAgree, kMayDiffer };
 
 inline std::vector<double> losses(const std::string& metrics) {
   std::ifstream in(metrics);
@@ -104,7 +107,8 @@ class EquivalenceTest : public ::testing::Test {
 
   void expect_same_as_single_process(const std::string& name,
                                      double param_abs_tol = kParamAbsTol,
-                                     double loss_rel_tol = kLossRelTol) {
+                                     double loss_rel_tol = kLossRelTol,
+                                     Routing routing_rule = Routing::kMustAgree) {
     const auto reference = losses(dir_ + "/single/metrics.jsonl");
     const auto layout = losses(dir_ + "/" + name + "/metrics.jsonl");
     ASSERT_EQ(reference.size(), static_cast<size_t>(kSteps));
@@ -112,10 +116,12 @@ class EquivalenceTest : public ::testing::Test {
     const auto reference_routing = expert_loads(dir_ + "/single/metrics.jsonl");
     const auto routing = expert_loads(dir_ + "/" + name + "/metrics.jsonl");
     size_t comparable = 0;  // steps before the first routing flip
-    while (comparable < reference.size() && routing.at(comparable) == reference_routing.at(comparable)) {
+    while (comparable < reference.size() &&
+           (routing_rule == Routing::kMayDiffer ||
+            routing.at(comparable) == reference_routing.at(comparable))) {
       ++comparable;
     }
-    EXPECT_GE(comparable, kMinStepsBeforeRoutingFlip)
+    EXPECT_GE(comparable, std::min(kMinStepsBeforeRoutingFlip, reference.size()))
         << name << ": the routing differs from the single process's from step " << comparable + 1
         << ":\n  " << routing.at(comparable) << "\n  " << reference_routing.at(comparable);
     double worst_loss = 0;

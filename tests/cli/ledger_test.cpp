@@ -53,9 +53,10 @@ TEST_F(Ledger, SegmentsOfAMultiRankRunAddUpToWorldSizeTimesWallTime) {
   EXPECT_EQ(run.last.step, 30);
   const double total = cost::total_seconds(run.last.segments);
   const double world_wall = 4 * run.last.wall_s;
-  // Every rank's time is in exactly one segment, gathered from all four ranks: 1% covers the
-  // ranks' start skew under mpirun.
-  EXPECT_NEAR(total, world_wall, 0.01 * world_wall);
+  // Every rank's time is in exactly one segment, gathered from all four ranks; world_wall takes
+  // rank 0's wall time for all four, so the ranks' start skew under mpirun is the difference
+  // (an absolute amount: seen up to 33 ms on a 1.7 s run): 1% plus 50 ms per rank.
+  EXPECT_NEAR(total, world_wall, 0.01 * world_wall + 4 * 0.05);
   // And the ledger never claims more than the job took from outside (mpirun's own start-up
   // and tear-down are the difference).
   EXPECT_LE(run.last.wall_s, outside);

@@ -52,7 +52,7 @@ TEST_F(PrecisionRuns, Fp8TrainsTheSameNumbersOnEveryLayout) {
   expect_same_as_single_process(run("dualpipev-pp2-ep2", 4,
                                     fp8 + "--set parallel.pp=2 --set parallel.schedule=dualpipev "
                                           "--set parallel.dp=2 --set parallel.ep=2"),
-                                kReorderedParams, kReorderedLoss);
+                                kReorderedParams, kReorderedLoss, Routing::kMayDiffer);
   EXPECT_EQ(losses(dir_ + "/dualpipev-pp2-ep2/metrics.jsonl").front(),
             losses(dir_ + "/single/metrics.jsonl").front())
       << "step 1 sees the same weights and the same quantization on every layout";
