@@ -21,12 +21,14 @@
 #include "kernels/gemm.h"
 
 #include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/gemm_pack_avx512.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 
 namespace baleine::kernels {
 namespace {
@@ -73,6 +75,14 @@ void pack_b_panel(bool trans_b, const T* B, int64_t ldb, int64_t p0, int64_t kc,
   const int64_t jp = panel * NR;
   const int64_t cols = std::min(NR, nc - jp);
   dst += panel * kc * NR;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && NR == 32) {
+    if (trans_b) {
+      detail::pack_transposed_panel_32(B + (j0 + jp) * ldb + p0, ldb, kc, cols, dst);
+      return;
+    }
+  }
+#endif
   if (trans_b) {
     for (int64_t c = 0; c < NR; ++c) {
       if (c >= cols) {
