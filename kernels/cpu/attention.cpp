@@ -35,6 +35,7 @@
 
 #include <omp.h>
 
+#include "kernels/cpu/thread_scratch.h"
 #include "kernels/cpu/vector_exp.h"
 #include "kernels/gemm.h"
 
@@ -58,14 +59,12 @@ struct HeadLayout {
   }
 };
 
-// Per-thread scratch that only grows, so calls in steady state do not allocate (like gemm's
-// packing buffers). Slot 0 holds a block's scores / probabilities, slot 1 (backward) dP / dS.
+// Per-thread scratch that only grows (kernels/cpu/thread_scratch.h), so calls in steady state
+// do not allocate. Slot 0 holds a block's scores / probabilities, slot 1 (backward) dP / dS.
+struct AttentionBlocks;
 template <typename T>
-T* thread_scratch(int slot, int64_t elements) {
-  thread_local std::vector<T> buffers[2];
-  std::vector<T>& buffer = buffers[slot];
-  if (buffer.size() < static_cast<size_t>(elements)) buffer.resize(static_cast<size_t>(elements));
-  return buffer.data();
+T* block_scratch(int slot, int64_t elements) {
+  return thread_scratch<AttentionBlocks, T, 2>(static_cast<size_t>(elements), slot);
 }
 
 // scores[r, j] = q_r · k_j / sqrt(D) for the block's `rows` queries and the `keys` keys of its
@@ -197,7 +196,7 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, int64
   const int64_t scratch = std::min(kBlockRows, seq) * seq;  // the largest block's scores
 #pragma omp parallel if (pairs >= omp_get_max_threads())
   {
-    T* scores = thread_scratch<T>(0, scratch);
+    T* scores = block_scratch<T>(0, scratch);
 #pragma omp for schedule(static)
     for (int64_t pair = 0; pair < pairs; ++pair) {
       const int64_t o = l.offset(pair);
@@ -217,8 +216,8 @@ void attention_backward(const T* dout, const T* q, const T* k, const T* v, const
   const int64_t scratch = std::min(kBlockRows, seq) * seq;
 #pragma omp parallel if (pairs >= omp_get_max_threads())
   {
-    T* probs = thread_scratch<T>(0, scratch);
-    T* dscores = thread_scratch<T>(1, scratch);
+    T* probs = block_scratch<T>(0, scratch);
+    T* dscores = block_scratch<T>(1, scratch);
 #pragma omp for schedule(static)
     for (int64_t pair = 0; pair < pairs; ++pair) {
       const int64_t o = l.offset(pair);

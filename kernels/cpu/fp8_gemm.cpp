@@ -41,6 +41,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/thread_scratch.h"
 #include "kernels/gemm.h"
 
 namespace baleine::kernels {
@@ -91,11 +92,9 @@ DecodeTable decode_table(Fp8Format format) {
 // not allocate (and page-fault) every time.
 enum ScratchSlot { kAccumulator, kValuesA, kValuesB, kPartial, kScales, kSlotCount };
 
+struct Fp8GemmScratch;
 float* scratch(ScratchSlot slot, int64_t elements) {
-  thread_local std::vector<float> buffers[kSlotCount];
-  std::vector<float>& buffer = buffers[slot];
-  if (buffer.size() < size_t(elements)) buffer.resize(size_t(elements));
-  return buffer.data();
+  return thread_scratch<Fp8GemmScratch, float, kSlotCount>(size_t(elements), slot);
 }
 
 // The scale of `row`'s tile in K tile t (tiles one row high or square).

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/thread_scratch.h"
+
 namespace baleine::kernels {
 namespace {
 
@@ -88,7 +90,7 @@ T choice_key(const T* scores, const T* bias, int64_t e) {
 }
 
 // Per-thread scratch for one token's selection, kept between calls (one per thread, sized by
-// `fit`) so neither the token loop nor the step loop allocates.
+// for_this_thread) so neither the token loop nor the step loop allocates.
 template <typename T>
 struct SelectionScratch {
   std::vector<T> keys;            // [top_k]
@@ -104,14 +106,6 @@ struct SelectionScratch {
     return scratch;
   }
 };
-
-// Per-thread vector of `size` doubles for one use (Tag), kept between calls.
-template <typename Tag>
-std::vector<double>& thread_doubles(int64_t size) {
-  thread_local std::vector<double> values;
-  values.resize(static_cast<size_t>(size));
-  return values;
-}
 
 // Marks the max_groups groups with the highest sums of their 2 best keys. DeepSeek-V3 §2.1.2
 // ranks nodes by the sum of their highest K_r/M affinities; with K_r = 8 and M = 4 that is 2,
@@ -199,7 +193,8 @@ void routing_backward(const T* dweights, const T* dscores_extra, const T* scores
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     struct ScoreGradients;
-    std::vector<double>& dscores = thread_doubles<ScoreGradients>(experts);
+    std::vector<double>& dscores =
+        thread_vector<ScoreGradients, double>(static_cast<size_t>(experts));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < shape.tokens; ++t) {
       const T* score_row_in = scores + t * experts;
@@ -295,11 +290,13 @@ double seq_balance_loss_forward(const T* scores, const int32_t* chosen, RoutingS
   // One slot per sequence, summed serially afterwards: a reduction clause would make the
   // summation order (and so the last bits) depend on the thread count.
   struct PerSequence;
-  std::vector<double>& per_sequence = thread_doubles<PerSequence>(sequences);
+  std::vector<double>& per_sequence =
+      thread_vector<PerSequence, double>(static_cast<size_t>(sequences));
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     struct Fractions;
-    std::vector<double>& fraction = thread_doubles<Fractions>(experts);
+    std::vector<double>& fraction =
+        thread_vector<Fractions, double>(static_cast<size_t>(experts));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < sequences; ++b) {
       expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
@@ -327,7 +324,8 @@ void seq_balance_loss_backward(const T* scores, const int32_t* chosen, RoutingSh
 #pragma omp parallel if (shape.tokens * shape.experts > kParallelElements)
   {
     struct Fractions;
-    std::vector<double>& fraction = thread_doubles<Fractions>(experts);
+    std::vector<double>& fraction =
+        thread_vector<Fractions, double>(static_cast<size_t>(experts));
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < sequences; ++b) {
       expert_fractions(chosen, b * seq_len, seq_len, shape, fraction);
