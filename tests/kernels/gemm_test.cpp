@@ -96,6 +96,15 @@ TEST(Gemm, CrossesEveryBlockBoundary) {
   check_against_naive<double>(make_shape(true, false, 9, 2100, 5, 2), 1.0, 0.0, kDoubleTol, 33);
 }
 
+TEST(Gemm, KLongerThanOnePackedSpan) {
+  // B is packed a span of K at a time, at most 2^22 elements: with N = 40 (48 padded) a double
+  // K of 90000 takes two spans, the second one ragged (K is not a multiple of KC either).
+  // Round-off: K·2⁻⁵³·Σ|a·b| is ~1e-6 at this K.
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      check_against_naive<double>(make_shape(ta, tb, 3, 40, 90000, 1), 1.0, 0.5, 1e-5, 45);
+}
+
 TEST(Gemm, TinyAndDegenerateSizes) {
   check_against_naive<float>(make_shape(false, false, 1, 1, 1, 0), 2.0, 0.5, kFloatTol, 40);
   check_against_naive<double>(make_shape(true, true, 2, 3, 1, 1), 1.0, 0.0, kDoubleTol, 41);
