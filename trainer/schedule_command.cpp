@@ -14,6 +14,7 @@
 #include "trainer/cli_args.h"
 #include "trainer/config/config.h"
 #include "trainer/errors.h"
+#include "trainer/train/pipeline_plan.h"
 #include "trainer/train/run_dir.h"
 
 namespace baleine::cli {
@@ -84,20 +85,26 @@ int run_schedule(const std::vector<std::string>& args) {
   if (config_path.empty()) throw usage_error("missing CONFIG.yaml");
   const config::RunConfig c = config::load_config(config_path, overrides);
 
-  parallel::ScheduleKind kind{};
-  parallel::parse_schedule_name(c.parallel.schedule, &kind);
-  const int ranks = static_cast<int>(c.parallel.pp);
-  const int micro_batches = static_cast<int>(c.grad_accum_steps());
-  const parallel::Schedule schedule = parallel::make_schedule(kind, ranks, micro_batches);
+  // The schedule training would run (train::plan_pipeline): with one pipeline rank that is
+  // F, B per micro-batch over one stage, whatever parallel.schedule names.
+  const train::PipelinePlan plan = train::plan_pipeline(c, 0);
+  const parallel::Schedule& schedule = plan.schedule;
+  const int ranks = schedule.ranks;
+  const int micro_batches = schedule.micro_batches;
   const parallel::SimulationResult result = parallel::simulate(schedule, costs);
 
-  std::cout << "schedule: " << c.parallel.schedule << ", " << ranks << " pipeline rank(s), "
-            << micro_batches << " micro-batches per step (per data-parallel replica)\n";
-  std::cout << c.model.layers << " blocks over " << schedule.stages << " stages"
+  if (ranks == 1) {
+    std::cout << "schedule: none (parallel.pp is 1, so parallel.schedule: " << c.parallel.schedule
+              << " does not apply): " << micro_batches
+              << " micro-batches per step, forward and backward one after another\n";
+  } else {
+    std::cout << "schedule: " << c.parallel.schedule << ", " << ranks << " pipeline rank(s), "
+              << micro_batches << " micro-batches per step (per data-parallel replica)\n";
+  }
+  std::cout << c.model.layers << (c.model.layers == 1 ? " block" : " blocks") << " over "
+            << schedule.stages << (schedule.stages == 1 ? " stage" : " stages")
             << (schedule.directions > 1 ? " (in each direction)" : "") << ":\n"
-            << parallel::describe_assignment(
-                   parallel::assign_layers(c.model.layers, schedule.stages, c.parallel.stage_layers),
-                   c.model.layers);
+            << parallel::describe_assignment(plan.stages, c.model.layers);
   for (int r = 0; r < ranks; ++r) {
     std::cout << "rank " << r << " holds";
     for (const auto& st : schedule.stages_of_rank[r]) std::cout << " " << parallel::describe(st);

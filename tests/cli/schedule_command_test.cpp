@@ -48,6 +48,22 @@ TEST(ScheduleCommand, OneFOneBOnTwoRanks) {
             std::string::npos) << r.output;
 }
 
+TEST(ScheduleCommand, OnePipelineRankShowsWhatTrainingRuns) {
+  // With pp = 1 training runs no pipeline schedule (train::plan_pipeline), so a one-block model
+  // under the quickstart's dualpipev is fine: one stage, F and B per micro-batch. (The command
+  // used to build DualPipeV's two stages for the one rank and stop with an internal error.)
+  const auto r = run_baleine("schedule " + kConfig +
+                             " --set parallel.pp=1 --set model.layers=1 --set model.dense_layers=1"
+                             " --svg " + scratch_dir() + "/one.svg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("schedule: none (parallel.pp is 1, so parallel.schedule: dualpipev "
+                          "does not apply)"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("1 block over 1 stage:\n  stage 0: embedding + blocks 0-0 + final norm"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("F s0 m0, B s0 m0, F s0 m1"), std::string::npos) << r.output;
+}
+
 TEST(ScheduleCommand, MisconfiguredPipelinesExit2) {
   auto r = run_baleine("schedule " + kConfig + " --set parallel.pp=3 --set parallel.schedule=dualpipe");
   EXPECT_EQ(r.exit_code, 2) << r.output;
