@@ -103,8 +103,12 @@ void pack_b_block(bool trans_b, const T* B, int64_t ldb, int64_t p0, int64_t kc,
     }
 #endif
     for (int64_t c = 0; c < NR; ++c) {
-      const T* src = B + (j0 + jp + std::min(c, cols - 1)) * ldb + p0;
-      for (int64_t k = 0; k < kc; ++k) out[k * NR + c] = c < cols ? src[k] : T(0);
+      if (c >= cols) {
+        for (int64_t k = 0; k < kc; ++k) out[k * NR + c] = T(0);
+      } else {
+        const T* src = B + (j0 + jp + c) * ldb + p0;
+        for (int64_t k = 0; k < kc; ++k) out[k * NR + c] = src[k];
+      }
     }
   }
 }
@@ -176,10 +180,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
       // A thread owns the same tiles in every K block, so it alone orders their updates: the
       // blocks of a span need no barrier between them.
       const int64_t first = units * id / threads, last = units * (id + 1) / threads;
+      // The B panels this thread packs.
+      const int64_t pf = b_panels * id / threads, pl = b_panels * (id + 1) / threads;
       for (int64_t s0 = 0; s0 < K; s0 += k_span) {
         const int64_t span = std::min(k_span, K - s0);
         // Every KC block of the span: this thread's panels of it, at (p0 - s0) · nc_padded.
-        const int64_t pf = b_panels * id / threads, pl = b_panels * (id + 1) / threads;
         for (int64_t p0 = s0; p0 < s0 + span; p0 += Bl::KC)
           pack_b_block(trans_b, B, ldb, p0, std::min(Bl::KC, K - p0), j0, nc, pf, pl,
                        b_pack + (p0 - s0) * nc_padded);
@@ -206,19 +211,17 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
                 const int64_t m = std::min(Bl::MR, rows - ir);
                 T* c = C + (i0 + ir) * ldc + j0 + jr;
                 const int64_t n = std::min(Bl::NR, nc - jr);
-                if (!trans_a) {
-                  const detail::ATile<T, Bl::MR> a(false, A, lda, i0 + ir, m, p0);
-                  detail::MicroKernel<T>::run(kc, a, b_panel, c, ldc, m, n, alpha, beta_block);
-                  continue;
+                detail::ATile<T, Bl::MR> a(false, A, lda, i0 + ir, m, p0);
+                if (trans_a) {
+                  const int64_t t = ir / Bl::MR;
+                  T* a_tile = a_pack + t * Bl::KC * Bl::MR;
+                  if (!(tiles_packed >> t & 1u)) {
+                    pack_a_tile_transposed(A, lda, p0, kc, i0 + ir, m, a_tile);
+                    tiles_packed |= 1u << t;
+                  }
+                  // The packed tile is [kc][MR]: op(A) stored transposed with lda = MR.
+                  a = detail::ATile<T, Bl::MR>(true, a_tile, Bl::MR, 0, Bl::MR, 0);
                 }
-                const int64_t t = ir / Bl::MR;
-                T* a_tile = a_pack + t * Bl::KC * Bl::MR;
-                if (!(tiles_packed >> t & 1u)) {
-                  pack_a_tile_transposed(A, lda, p0, kc, i0 + ir, m, a_tile);
-                  tiles_packed |= 1u << t;
-                }
-                // The packed tile is [kc][MR]: op(A) stored transposed with lda = MR.
-                const detail::ATile<T, Bl::MR> a(true, a_tile, Bl::MR, 0, Bl::MR, 0);
                 detail::MicroKernel<T>::run(kc, a, b_panel, c, ldc, m, n, alpha, beta_block);
               }
             }
