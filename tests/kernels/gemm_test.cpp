@@ -96,9 +96,9 @@ TEST(Gemm, CrossesEveryBlockBoundary) {
   check_against_naive<double>(make_shape(true, false, 9, 2100, 5, 2), 1.0, 0.0, kDoubleTol, 33);
 }
 
-TEST(Gemm, KLongerThanOnePackedSpan) {
-  // B is packed a span of K at a time, at most 2^22 elements: with N = 40 (48 padded) a double
-  // K of 90000 takes two spans, the second one ragged (K is not a multiple of KC either).
+TEST(Gemm, KOfManyBlocks) {
+  // K = 90000 is ~350 KC blocks, the last one ragged: beta must apply once, in the first block,
+  // and each later block add onto C, for every transpose.
   // Round-off: K·2⁻⁵³·Σ|a·b| is ~1e-6 at this K.
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb)

@@ -6,6 +6,7 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/moe_dispatch.h"
+#include "trainer/model/expert_loop.h"
 #include "trainer/model/expert_wire.h"
 #include "trainer/model/saved_state.h"
 
@@ -156,13 +157,18 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   s.local_y.resize(std::max<int64_t>(local_rows * d, 1));
   s.experts.resize(local_rows, w, f);
   const LinearInputView<T> local_x = expert_input(s);
-  for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+  s.expert_rows.assign(s.plan.segments.size(), 0);
+  for (size_t j = 0; j < s.plan.segments.size(); ++j) {
+    for (const auto& seg : s.plan.segments[j]) s.expert_rows[j] += seg.rows;
+  }
+  const int64_t local_experts = exchange_.local_experts();
+  for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
     for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
       swiglu_mlp_forward(f, local_x.row_slice(r0, seg.rows), s.local_y.data() + r0 * d,
                          seg.rows, d, w, expert_weights(j), s.experts, r0);
     }
-  }
+  });
   // Combine: outputs return to the token's rank, weighted in a fixed (token, slot) order.
   s.ye = move_values(s.plan, false, s.local_y.data(), s.ye_buffer);
   if (counting_) {
@@ -199,7 +205,8 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
   const int64_t local_rows = s.plan.received_rows;
   dlocal_x_.resize(std::max<int64_t>(local_rows * d, 1));
   expert_grads_.resize(std::max<int64_t>(local_rows, 1), w);
-  for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+  const int64_t local_experts = exchange_.local_experts();
+  for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
     for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
       swiglu_mlp_backward_input(f, dlocal_y + r0 * d, dlocal_x_.data() + r0 * d, seg.rows, d, w,
@@ -208,7 +215,7 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
                                 expert_grads_.db.data() + r0 * w,
                                 expert_grads_.dh.data() + r0 * w);
     }
-  }
+  });
   const T* dxe = move_values(s.plan, false, dlocal_x_.data(), dxe_buffer_);
   k::permute_tokens_backward(dxe, s.row_token.data(), dx, rows, n, d);
 
@@ -232,8 +239,10 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
   // Only views of heap buffers are captured: the Saved struct itself moves between
   // micro-batches.
   weight_grad(weight_grads, [=, segments = s.plan.segments.data(), local_x = expert_input(s),
-                             h = s.experts.h.view(), gate_x = s.gate_x.view()] {
-    for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+                             h = s.experts.h.view(), gate_x = s.gate_x.view(),
+                             expert_rows = s.expert_rows.data()] {
+    // An expert's segments accumulate into its gradients in source order, on one thread.
+    for_each_expert(expert_rows, local_experts, [&](int64_t j) {
       for (const auto& seg : segments[j]) {
         const int64_t r0 = seg.first_row;
         swiglu_mlp_backward_weight(f, dly + r0 * d, local_x.row_slice(r0, seg.rows), seg.rows,
@@ -241,7 +250,7 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
                                    store_.grad(expert_w1_[j]), store_.grad(expert_w3_[j]),
                                    store_.grad(expert_w2_[j]));
       }
-    }
+    });
     linear_wgrad(fg, dlogits, gate_x, store_.grad(gate_), n, d, e);
   });
 

@@ -60,6 +60,7 @@ class MoeLayer {
     LinearInput<T> gate_x;    // the layer's input, for the gate's Wgrad
     std::vector<int32_t> chosen, offsets, row_token, assignment_row;
     typename ExpertExchange<T>::Plan plan;
+    std::vector<int64_t> expert_rows;       // [local expert] rows over all its segments
     MlpActivations<T> experts;              // of every received row
     typename SwiGluMlp<T>::Saved shared;
     // Under FP32 Linears the experts' input is the received rows themselves (local_x).
