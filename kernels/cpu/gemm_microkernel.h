@@ -20,6 +20,37 @@
 
 namespace baleine::kernels::detail {
 
+// The source lines of the next B panel, for a micro-kernel to prefetch while it runs: a thread
+// packing panels one at a time (gemm.cpp) then finds them in cache instead of waiting on
+// memory for each. issue() prefetches one line; the kernel calls it every mask + 1 k steps, so
+// that the lines spread over the current panel's tiles.
+struct PanelPrefetch {
+  const char* row = nullptr;  // the current row's first byte
+  int64_t stride = 0;         // bytes from one row to the next
+  int64_t lines_per_row = 0, rows_left = 0, line = 0;
+  int64_t mask = 0;
+  void issue() {
+    if (rows_left == 0) return;
+    __builtin_prefetch(row + line * 64, 0, 3);
+    if (++line == lines_per_row) {
+      line = 0;
+      row += stride;
+      --rows_left;
+    }
+  }
+};
+
+// Starts fetching, for writing, the lines of C's m x n tile at c before a kernel's k loop, so
+// that a C out of cache (a weight gradient accumulated in place: each expert's is touched once
+// per micro-batch) arrives during the products instead of stalling the stores at the end.
+template <typename T>
+inline void prefetch_c_tile(T* c, int64_t ldc, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    __builtin_prefetch(c + i * ldc, 1, 3);
+    __builtin_prefetch(c + i * ldc + n - 1, 1, 3);
+  }
+}
+
 template <typename T, int64_t MR>
 struct ATile {
   const T* rows[MR];
@@ -38,9 +69,12 @@ struct MicroKernel {
   // Portable version: constant trip counts the compiler can unroll and vectorise.
   static constexpr int64_t MR = 6, NR = 16;
   static void run(int64_t kc, const ATile<T, MR>& a, const T* __restrict b, T* __restrict c,
-                  int64_t ldc, int64_t m, int64_t n, T alpha, T beta) {
+                  int64_t ldc, int64_t m, int64_t n, T alpha, T beta,
+                  PanelPrefetch* next_panel = nullptr) {
+    prefetch_c_tile(c, ldc, m, n);
     T acc[MR][NR] = {};
     for (int64_t k = 0, ak = 0; k < kc; ++k, ak += a.k_stride, b += NR) {
+      if (next_panel && (k & next_panel->mask) == 0) next_panel->issue();
       for (int64_t i = 0; i < MR; ++i) {
         const T ai = a.rows[i][ak];
         for (int64_t j = 0; j < NR; ++j) acc[i][j] = fused_multiply_add(ai, b[j], acc[i][j]);
@@ -69,11 +103,27 @@ struct MicroKernel<float> {
   static constexpr int64_t MR = 8, NR = 32;
   static void run(int64_t kc, const ATile<float, MR>& a, const float* __restrict b,
                   float* __restrict c, int64_t ldc, int64_t m, int64_t n, float alpha,
-                  float beta) {
+                  float beta, PanelPrefetch* next_panel = nullptr) {
+    // Two copies of the loop: the one without prefetches has no test in it.
+    if (next_panel)
+      run_loop<true>(kc, a, b, c, ldc, m, n, alpha, beta, next_panel);
+    else
+      run_loop<false>(kc, a, b, c, ldc, m, n, alpha, beta, nullptr);
+  }
+
+ private:
+  template <bool kPrefetch>
+  static void run_loop(int64_t kc, const ATile<float, MR>& a, const float* __restrict b,
+                       float* __restrict c, int64_t ldc, int64_t m, int64_t n, float alpha,
+                       float beta, PanelPrefetch* next_panel) {
+    prefetch_c_tile(c, ldc, m, n);
     __m512 lo[MR], hi[MR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm512_setzero_ps();
     for (int64_t k = 0, ak = 0; k < kc; ++k, ak += a.k_stride, b += NR) {
+      if constexpr (kPrefetch) {
+        if ((k & next_panel->mask) == 0) next_panel->issue();
+      }
       const __m512 b_lo = _mm512_load_ps(b), b_hi = _mm512_load_ps(b + 16);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {

@@ -96,6 +96,20 @@ TEST(Gemm, CrossesEveryBlockBoundary) {
   check_against_naive<double>(make_shape(true, false, 9, 2100, 5, 2), 1.0, 0.0, kDoubleTol, 33);
 }
 
+TEST(Gemm, OneThreadPackingPanelsAsItGoes) {
+  // Alone, a thread packs each B panel just before its first use and prefetches the next
+  // one's source: every transpose, several row blocks and K blocks, a ragged last panel.
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      check_against_naive<float>(make_shape(ta, tb, 251, 70, 600, 1), 0.7, 0.5, kFloatTol, 34);
+      check_against_naive<double>(make_shape(ta, tb, 251, 70, 600, 1), 0.7, 0.5, kDoubleTol,
+                                  35);
+    }
+  omp_set_num_threads(saved);
+}
+
 TEST(Gemm, KOfManyBlocks) {
   // K = 90000 is ~350 KC blocks, the last one ragged: beta must apply once, in the first block,
   // and each later block add onto C, for every transpose.
