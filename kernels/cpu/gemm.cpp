@@ -81,15 +81,17 @@ T* packed_b_buffer(int64_t elements) {
   return buffer.data;
 }
 
-// Packs micro-panel `panel` of op(B)[p0 : p0+kc, j0 : j0+nc] as [kc][NR], zero-padding the
-// columns past nc.
+// Packs micro-panel `panel` of op(B)[p0 : p0+kc, j0 : j0+nc] as [kc][NR] into its slot of dst,
+// zero-padding the columns past nc.
 template <typename T>
 void pack_b_panel(bool trans_b, const T* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
                   int64_t nc, int64_t panel, T* dst) {
   constexpr int64_t NR = Blocking<T>::NR;
   const int64_t jp = panel * NR;
   const int64_t cols = std::min(NR, nc - jp);
-  dst += panel * kc * NR;
+  // Slots a full KC apart: a panel of a short last K block stays in its own slot, which only
+  // the thread that packs it reads when threads own panels.
+  dst += panel * Blocking<T>::KC * NR;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float> && NR == 32) {
     if (trans_b) {
@@ -180,24 +182,29 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     for (int64_t j0 = 0; j0 < N; j0 += Bl::NC) {
       const int64_t nc = std::min(Bl::NC, N - j0);
       const int64_t b_panels = ceil_div(nc, Bl::NR);
+      // Split by panels when they divide evenly: each thread then owns whole columns of C,
+      // packs its own panels as it goes (like a lone thread) and meets the others only at the
+      // end. Otherwise split the tiles into equal runs over a B block packed by all.
+      const bool by_panels = threads > 1 && b_panels % threads == 0;
+      const bool lazy = threads == 1 || by_panels;
+      const int64_t pf = by_panels ? b_panels * id / threads : 0;
+      const int64_t pl = by_panels ? b_panels * (id + 1) / threads : b_panels;
       const int64_t units = tiles * b_panels;
-      const int64_t first = units * id / threads, last = units * (id + 1) / threads;
+      const int64_t first = lazy ? 0 : units * id / threads;
+      const int64_t last = lazy ? units : units * (id + 1) / threads;
       for (int64_t p0 = 0; p0 < K; p0 += Bl::KC) {
         const int64_t kc = std::min(Bl::KC, K - p0);
         // Later K blocks add onto what the first one wrote.
         const T beta_block = p0 == 0 ? beta : T(1);
-        // One thread packs each panel just before its first use and prefetches the next
-        // panel's source while the current one's tiles run; a team packs them all up front.
-        const bool lazy = threads == 1;
         if (lazy) {
-          pack_b_panel(trans_b, B, ldb, p0, kc, j0, nc, 0, b_pack);
+          pack_b_panel(trans_b, B, ldb, p0, kc, j0, nc, pf, b_pack);
         } else {
 #pragma omp for schedule(static)
           for (int64_t panel = 0; panel < b_panels; ++panel)
             pack_b_panel(trans_b, B, ldb, p0, kc, j0, nc, panel, b_pack);
           // (implicit barrier: the B block is complete before anyone reads it)
         }
-        int64_t unit = 0;
+        int64_t unit = 0;  // tiles numbered block by block, panel by panel (for first/last)
         for (int64_t i0 = 0; i0 < M && unit < last; i0 += Bl::MC) {
           const int64_t rows = std::min(Bl::MC, M - i0);
           const int64_t block_tiles = ceil_div(rows, Bl::MR);
@@ -205,12 +212,13 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
             unit += block_tiles * b_panels;
             continue;
           }
-          for (int64_t jr = 0; jr < nc; jr += Bl::NR) {
-            const int64_t panel = jr / Bl::NR;
-            const T* b_panel = b_pack + panel * kc * Bl::NR;
+          unit += pf * block_tiles;
+          for (int64_t panel = pf; panel < pl; ++panel) {
+            const int64_t jr = panel * Bl::NR;
+            const T* b_panel = b_pack + panel * Bl::KC * Bl::NR;
             // The first block is where a lazily packed panel meets its source for the first
             // time: prefetch the next panel's source, spread over this panel's tiles.
-            const bool ahead = lazy && i0 == 0 && panel + 1 < b_panels;
+            const bool ahead = lazy && i0 == 0 && panel + 1 < pl;
             detail::PanelPrefetch next_panel;
             if (ahead)
               next_panel = panel_source(trans_b, B, ldb, p0, kc, j0 + jr + Bl::NR,
@@ -225,8 +233,16 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
             }
             if (ahead) pack_b_panel(trans_b, B, ldb, p0, kc, j0, nc, panel + 1, b_pack);
           }
+          unit += (b_panels - pl) * block_tiles;
         }
-        // Nobody repacks B while another thread still reads it.
+        // Nobody repacks a shared B block while another thread still reads it (a thread
+        // packing its own panels repacks only what it alone has read).
+        if (!lazy) {
+#pragma omp barrier
+        }
+      }
+      // The next column block hands the panel slots out afresh.
+      if (by_panels && j0 + nc < N) {
 #pragma omp barrier
       }
     }

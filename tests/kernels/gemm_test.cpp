@@ -110,6 +110,21 @@ TEST(Gemm, OneThreadPackingPanelsAsItGoes) {
   omp_set_num_threads(saved);
 }
 
+TEST(Gemm, TwoThreadsSplittingByPanels) {
+  // 4 or 8 panels split evenly: each thread packs its own as it goes. K = 600 ends in a short
+  // block, whose panels must not land where the other thread still reads its longer ones.
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int64_t n : {128, 250}) {
+        check_against_naive<float>(make_shape(ta, tb, 300, n, 600, 1), 0.7, 0.5, kFloatTol, 36);
+        check_against_naive<double>(make_shape(ta, tb, 300, n, 600, 1), 0.7, 0.5, kDoubleTol,
+                                    37);
+      }
+  omp_set_num_threads(saved);
+}
+
 TEST(Gemm, KOfManyBlocks) {
   // K = 90000 is ~350 KC blocks, the last one ragged: beta must apply once, in the first block,
   // and each later block add onto C, for every transpose.
@@ -157,7 +172,7 @@ TEST(Gemm, BetaZeroIgnoresNaNInC) {
 TEST(Gemm, BitIdenticalForOneAndTwoThreads) {
   const int saved = omp_get_max_threads();
   for (int ta = 0; ta < 2; ++ta) {
-    const Shape s = make_shape(ta, !ta, 301, 157, 530, 0);
+    const Shape s = make_shape(ta, !ta, 301, 157, 530, 0);  // 5 panels: tiles split in runs
     const auto a = testing::to_float(random_vector(s.a_size(), 70));
     const auto b = testing::to_float(random_vector(s.b_size(), 71));
     std::vector<float> c1(s.c_size(), 1.0f), c2(s.c_size(), 1.0f);
