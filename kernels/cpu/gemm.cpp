@@ -8,7 +8,9 @@
 //         for jr in NC by NR:       one B micro-panel [KC x NR] stays in L1 ...
 //           for ir in MC by MR:     ... while MR rows of A stream past it
 //             micro-kernel: an MR x NR tile of C held in registers, KC rank-1 updates.
-// The threads split the (ic, jr, ir) tiles into equal contiguous runs (see gemm()).
+// Threads split the work one of two ways (see gemm()): by whole B panels when those divide
+// evenly among them (each thread owns columns of C and packs its own panels), otherwise into
+// equal contiguous runs of the (ic, jr, ir) tiles over a B block they pack together.
 // Packing B does its transpose (both trans_b cases share one kernel) and pads ragged columns
 // with zeros, so the B loads of the hot loop are aligned and unit-stride. A is NOT packed: the
 // micro-kernel broadcasts A's values one at a time, so reading them in place costs nothing
@@ -18,17 +20,17 @@
 // Memory: a small product on one thread (an expert's rows, in a loop that runs experts in
 // parallel) spends much of its time waiting for B, a weight that has been out of cache since
 // the last micro-batch: 128x512x256 ran at 92 GFLOP/s with its weight cold against 108 hot.
-// So a lone thread packs each B panel just before its first use, and its micro-kernels
-// prefetch the next panel's source lines meanwhile (cold: 81 -> 106 GFLOP/s in one run; one
-// line every few k steps, spread over the panel's tiles). Every micro-kernel also prefetches
+// So a thread that packs its own panels (alone, or owning columns) packs each just before its
+// first use, and its micro-kernels prefetch the next panel's source lines meanwhile (cold:
+// 81 -> 106 GFLOP/s in one run; one line every few k steps, spread over the panel's tiles). Every micro-kernel also prefetches
 // its C tile before the k loop, for the weight gradients accumulated in place (cold C:
 // 76 -> 86). In cpu-large steps the two together gained ~4-5% (steps alternating in one run).
 //
-// Two changes were tried and taken out
-// again: packing B for all of K at once (one barrier per span instead of two per KC block) and
-// packing A tile by tile when it is stored [K, M]. Timed against this version with calls
-// alternating in one process (the only comparison that holds still on this VM), on the cpu-large
-// shapes, they were 1-3% slower on plain products and 23-40% slower on weight gradients.
+// Two changes were tried and taken out again: packing B for all of K at once (one barrier per
+// span instead of two per KC block) and packing A tile by tile when it is stored [K, M]. Timed
+// against this version with calls alternating in one process (the only comparison that holds
+// still on this VM), on the cpu-large shapes, they were 1-3% slower on plain products and
+// 23-40% slower on weight gradients.
 //
 // Determinism: every C element is owned by exactly one thread and is summed over k in the same
 // order (pc blocks in sequence, k ascending inside a block) whatever the thread count, so the
