@@ -21,10 +21,11 @@
 // parallel) spends much of its time waiting for B, a weight that has been out of cache since
 // the last micro-batch: 128x512x256 ran at 92 GFLOP/s with its weight cold against 108 hot.
 // So a thread that packs its own panels (alone, or owning columns) packs each just before its
-// first use, and its micro-kernels prefetch the next panel's source lines meanwhile (cold:
-// 81 -> 106 GFLOP/s in one run; one line every few k steps, spread over the panel's tiles). Every micro-kernel also prefetches
-// its C tile before the k loop, for the weight gradients accumulated in place (cold C:
-// 76 -> 86). In cpu-large steps the two together gained ~4-5% (steps alternating in one run).
+// first use, and its micro-kernels prefetch the next panel's source lines meanwhile, one line
+// every few k steps spread over the panel's tiles (cold: 81 -> 106 GFLOP/s in one run). Every
+// micro-kernel also prefetches its C tile before the k loop, for the weight gradients
+// accumulated in place (cold C: 76 -> 86). In cpu-large steps the two together gained ~4-5%
+// (steps alternating in one run).
 //
 // Two changes were tried and taken out again: packing B for all of K at once (one barrier per
 // span instead of two per KC block) and packing A tile by tile when it is stored [K, M]. Timed

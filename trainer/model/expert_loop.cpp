@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
-#include <functional>
 #include <vector>
 
 namespace baleine::model {
@@ -28,14 +27,10 @@ const std::vector<int64_t>& largest_first(const int64_t* rows, int64_t experts) 
                    [rows](int64_t a, int64_t b) { return rows[a] > rows[b]; });
   return order;
 }
-}  // namespace
 
-int64_t expert_loops_run_in_parallel() { return parallel_loops.load(); }
-
-bool run_experts_in_parallel(const int64_t* rows, int64_t experts, int threads) {
-  if (threads < 2) return false;
-  const std::vector<int64_t>& order = largest_first(rows, experts);
-  if (experts < 2 || rows[order[1]] == 0) return false;  // at most one busy expert
+// run_experts_in_parallel's test (threads >= 2), given the experts ordered largest first.
+bool balanced_enough(const int64_t* rows, const std::vector<int64_t>& order, int threads) {
+  if (order.size() < 2 || rows[order[1]] == 0) return false;  // at most one busy expert
   // Each expert in turn onto the least loaded thread, as the dynamic schedule of
   // for_each_expert hands them out; then the busiest thread against an even split.
   thread_local std::vector<int64_t> load;
@@ -48,23 +43,31 @@ bool run_experts_in_parallel(const int64_t* rows, int64_t experts, int threads) 
   const int64_t busiest = *std::max_element(load.begin(), load.end());
   return busiest * threads * 100 <= total * (100 + kMaxImbalancePercent);
 }
+}  // namespace
+
+int64_t expert_loops_run_in_parallel() { return parallel_loops.load(); }
+
+bool run_experts_in_parallel(const int64_t* rows, int64_t experts, int threads) {
+  return threads >= 2 && balanced_enough(rows, largest_first(rows, experts), threads);
+}
 
 void detail::for_each_expert(const int64_t* rows, int64_t experts, ExpertWork work,
                              void* context) {
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (!run_experts_in_parallel(rows, experts, threads)) {
+  // Sorted once: the same order decides and, if parallel, hands the experts out.
+  const std::vector<int64_t>* order = threads >= 2 ? &largest_first(rows, experts) : nullptr;
+  if (!order || !balanced_enough(rows, *order, threads)) {
     for (int64_t j = 0; j < experts; ++j) {
       if (rows[j] > 0) work(context, j);
     }
     return;
   }
   ++parallel_loops;
-  const int64_t* order = largest_first(rows, experts).data();
   // An exception must not leave the parallel region (that terminates the process).
   std::exception_ptr failure;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t i = 0; i < experts; ++i) {
-    const int64_t j = order[i];
+    const int64_t j = (*order)[static_cast<size_t>(i)];
     if (rows[j] == 0) continue;
     try {
       work(context, j);

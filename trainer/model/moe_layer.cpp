@@ -157,11 +157,11 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   s.local_y.resize(std::max<int64_t>(local_rows * d, 1));
   s.experts.resize(local_rows, w, f);
   const LinearInputView<T> local_x = expert_input(s);
-  s.expert_rows.assign(s.plan.segments.size(), 0);
-  for (size_t j = 0; j < s.plan.segments.size(); ++j) {
+  const int64_t local_experts = exchange_.local_experts();
+  s.expert_rows.assign(static_cast<size_t>(local_experts), 0);
+  for (int64_t j = 0; j < local_experts; ++j) {
     for (const auto& seg : s.plan.segments[j]) s.expert_rows[j] += seg.rows;
   }
-  const int64_t local_experts = exchange_.local_experts();
   for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
     for (const auto& seg : s.plan.segments[j]) {
       const int64_t r0 = seg.first_row;
