@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <memory>
@@ -27,27 +28,12 @@ constexpr int kLanes = 16;
 constexpr const char* kIsa = "avx512f";
 inline Vec splat(float x) { return _mm512_set1_ps(x); }
 inline Vec fused_multiply_add(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-// Through memory rather than _mm512_reduce_add_ps, which trips GCC 12's -Wuninitialized.
-inline float lane_sum(Vec v) {
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, v);
-  float sum = 0;
-  for (float x : lanes) sum += x;
-  return sum;
-}
 #elif defined(__AVX2__) && defined(__FMA__)
 using Vec = __m256;
 constexpr int kLanes = 8;
 constexpr const char* kIsa = "avx2+fma";
 inline Vec splat(float x) { return _mm256_set1_ps(x); }
 inline Vec fused_multiply_add(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-inline float lane_sum(Vec v) {
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, v);
-  float sum = 0;
-  for (float x : lanes) sum += x;
-  return sum;
-}
 #else
 // No FMA instruction: a multiply and an add, still 2 flops per lane.
 using Vec = float;
@@ -55,8 +41,18 @@ constexpr int kLanes = 1;
 constexpr const char* kIsa = "scalar";
 inline Vec splat(float x) { return x; }
 inline Vec fused_multiply_add(Vec a, Vec b, Vec c) { return a * b + c; }
-inline float lane_sum(Vec v) { return v; }
 #endif
+
+// The lanes of v added in order, whatever the ISA. Through memory rather than
+// _mm512_reduce_add_ps, which trips GCC 12's -Wuninitialized.
+inline float lane_sum(Vec v) {
+  static_assert(sizeof(Vec) == kLanes * sizeof(float), "a Vec is kLanes floats");
+  float lanes[kLanes];
+  std::memcpy(lanes, &v, sizeof(lanes));
+  float sum = 0;
+  for (float x : lanes) sum += x;
+  return sum;
+}
 
 // Independent dependency chains. A core sustains (FMA latency x FMA issues per cycle) FMAs in
 // flight: 4 cycles x 2 pipes = 8 on Intel's two-FMA-unit cores (Intel 64 and IA-32
