@@ -14,8 +14,8 @@
 namespace baleine::kernels {
 namespace {
 
-// sign = +1 rotates forward, −1 rotates back. Reads both members of a pair before writing, so
-// `in` and `out` may alias.
+// The cos/sin of every (position, pair) angle for one (seq, head_dim, theta); build() keeps
+// the table when called again with the same three.
 template <typename T>
 struct RotationTable {
   int64_t seq = -1, head_dim = -1;
@@ -42,6 +42,8 @@ struct RotationTable {
   }
 };
 
+// sign = +1 rotates forward, −1 rotates back. Reads both members of a pair before writing, so
+// `in` and `out` may alias.
 template <typename T>
 void rotate_pairs(const T* in, T* out, int64_t batch, int64_t seq, int64_t heads,
                   int64_t head_dim, T theta, T sign) {
