@@ -131,6 +131,15 @@ TEST_F(BadInput, MisconfiguredPipelineExitsBeforeAnythingStarts) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/run")) << "nothing may be created";
 }
 
+// No machine CI runs on has a GPU; whichever reason applies (no backend, no GPU), the run stops
+// before the run directory exists.
+TEST_F(BadInput, CudaDeviceWithoutAGpuExitsBeforeAnythingStarts) {
+  const auto r = train_with(tiny_config(data_, dir_ + "/run"), "--set device=cuda");
+  expect_invalid(r, "device: cuda");
+  expect_invalid(r, "device: cpu");
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/run")) << "nothing may be created";
+}
+
 TEST_F(BadInput, MpiWorldThatDoesNotMatchTheLayoutShowsTheArithmetic) {
   write_text(dir_ + "/two.yaml", tiny_config(data_, dir_ + "/run"));
   const auto r = run_baleine("train " + dir_ + "/two.yaml",

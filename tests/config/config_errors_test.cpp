@@ -74,7 +74,7 @@ TEST(ConfigKeyErrors, UnknownKeySuggestsTheClosestKnownKey) {
 TEST(ConfigKeyErrors, UnknownSectionAndMisplacedKeys) {
   expect_error(load_error(with("trian:\n  steps: 5\n")), "q.yaml:3", "trian", "unknown section",
                "did you mean 'train'? Known sections: run, model, data, train, parallel, "
-               "precision, cost, ledger, checkpoint, guard, log");
+               "precision, cost, ledger, checkpoint, guard, log; top-level keys: device");
   expect_error(load_error(with("train:\n  hidden: 64\n")), "q.yaml:4", "train.hidden",
                "unknown key", "'hidden' belongs in model: did you mean 'model.hidden'?");
   expect_error(load_error(with("steps: 5\n")), "q.yaml:3", "steps", "unknown section",

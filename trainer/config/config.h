@@ -171,6 +171,7 @@ struct LogSection {
 
 struct RunConfig {
   std::string source;                // the YAML file it came from
+  std::string device = "cpu";        // cpu | cuda: where the math runs (train/device_selection.h)
   RunSection run;
   ModelSection model;
   DataSection data;

@@ -14,6 +14,8 @@ namespace baleine::config {
 // each type has its read_value (yaml_reader.h) and value_text (value_text.h) overload.
 template <typename Config, typename Visitor>
 void for_each_field(Config& c, Visitor&& visit) {
+  visit("device", c.device);
+
   visit("run.name", c.run.name);
   visit("run.dir", c.run.dir);
   visit("run.seed", c.run.seed);

@@ -73,6 +73,7 @@ std::string hidden_sizes_near(int64_t hidden, int64_t heads) {
 }
 
 void check_run(const RunConfig& c, const Rules& rules) {
+  rules.one_of("device", c.device, {"cpu", "cuda"});
   if (c.run.name.empty()) {
     rules.fail("run.name", "must not be empty", "name the run, e.g. `name: tiny-moe`");
   }

@@ -206,9 +206,12 @@ void check_map(const YAML::Node& map, const std::string& section, const KeyOrigi
     if (schema.is_value(path)) continue;  // typed by read_value
     if (!schema.is_section(path)) {
       const std::vector<std::string>& known = schema.children(section);
-      const std::string known_list = section.empty()
-                                         ? "Known sections: " + join(known)
-                                         : "Known keys in " + section + ": " + join(known);
+      std::string known_list = "Known keys in " + section + ": " + join(known);
+      if (section.empty()) {  // the top level: a few plain keys (device), the rest sections
+        std::vector<std::string> keys, sections;
+        for (const std::string& k : known) (schema.is_value(k) ? keys : sections).push_back(k);
+        known_list = "Known sections: " + join(sections) + "; top-level keys: " + join(keys);
+      }
       std::string hint;
       const std::string close = closest_match(name, known);
       // Not a typo of a neighbour: maybe a key of another section ("train.hidden"), or a typo

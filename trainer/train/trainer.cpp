@@ -21,6 +21,7 @@
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/train/agreement.h"
 #include "trainer/train/checkpointing.h"
+#include "trainer/train/device_selection.h"
 #include "trainer/train/expert_balance.h"
 #include "trainer/train/fault_injection.h"
 #include "trainer/train/numerical_guard.h"
@@ -89,7 +90,8 @@ void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroup
   if (gpus > 0) {
     out << "note: " << gpus << " GPU(s) on this node (rank 0 maps to GPU "
         << parallel::gpu_for_local_rank(g.process.local_rank, gpus)
-        << " by local rank); training still runs on the CPU until the CUDA ops land\n";
+        << " by local rank); this run has device: cpu, and the CUDA training step is still "
+           "to come\n";
   }
   if (usable * g.process.local_size < online) {
     // mpirun binds each rank to one core by default when it starts 2 or fewer ranks.
@@ -182,6 +184,7 @@ std::string describe_resume(const ckpt::Manifest& m, const std::string& dir,
 TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
                    const TrainOptions& options, std::ostream& out) {
   const auto start = Clock::now();
+  run_agreed(*g.world, [&] { require_device(c, this_process_devices()); });
   const auto& t = c.train;
   const int64_t min_tokens = t.seq_len + 1;
   const auto train_data = data::TokenDataset::open(c.data.train, "data.train", c.where("data.train"),
