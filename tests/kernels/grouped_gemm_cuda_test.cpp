@@ -1,0 +1,348 @@
+// The grouped expert GEMMs (kernels/cuda/grouped_gemm.h) against a per-expert loop of the CPU's
+// linear_* (kernels/gemm.h):
+//   - E = 8 experts with uneven row counts, empty ones included (the first, a middle one);
+//   - forward and backward input over NaN-filled outputs (overwritten), backward weight onto a
+//     non-zero dw, twice (accumulated);
+//   - FP32, and BF16 operands with FP32 and BF16 outputs (the CPU on the same rounded inputs);
+//   - which path runs: 16-byte-aligned shapes take the grouped call for FP32 and for BF16 →
+//     BF16 (the combinations cuBLAS documents), odd shapes and force_loop the loop;
+//   - many calls in a row, with different experts' rows, each keep their own pointers (the ring);
+//   - no expert with rows: nothing runs, nothing is written;
+//   - more experts than the ring holds: it grows once; a second call allocates nothing.
+//
+// Tolerances (relative, ‖got − want‖₂ / ‖want‖₂; the reasoning is gemm_cuda_test.cpp's):
+//   FP32 outputs, FP32 or BF16 operands: 1e-5 (the same products summed in another order; the
+//   sums here are ≤ 128 long, the accumulated dw 40 additions deep).
+//   BF16 outputs: one rounding to 8 significant bits on top: 2⁻⁸ + 1e-5.
+//   TF32: 3e-3.
+#include <gtest/gtest.h>
+
+#ifndef BALEINE_HAVE_CUDA
+
+TEST(CudaGroupedGemm, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA"; }
+
+#else
+
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/cuda/grouped_gemm.h"
+#include "kernels/fp8.h"
+#include "kernels/gemm.h"
+#include "tests/kernels/cuda_test_support.h"
+
+namespace baleine::kernels::cuda {
+namespace {
+
+using testing::GpuTest;
+using testing::random_floats;
+using testing::relative_error;
+
+constexpr double kFp32Tolerance = 1e-5;
+constexpr double kBf16OutTolerance = 1.0 / 256 + 1e-5;
+constexpr double kTf32Tolerance = 3e-3;
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+template <typename T>
+std::vector<float> values_for(std::vector<float> x) {  // rounded to BF16 when T is BF16
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    for (float& v : x) v = bf16_round(v);
+  }
+  return x;
+}
+
+template <typename T>
+std::vector<T> encode(const std::vector<float>& x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else {
+    std::vector<uint16_t> bits(x.size());
+    for (size_t i = 0; i < x.size(); ++i) bits[i] = bf16_encode(x[i]);
+    return bits;
+  }
+}
+
+template <typename T>
+std::vector<float> decode(const std::vector<T>& x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else {
+    std::vector<float> values(x.size());
+    for (size_t i = 0; i < x.size(); ++i) values[i] = bf16_decode(x[i]);
+    return values;
+  }
+}
+
+// Row counts per expert and their prefix sums (the host offsets the API takes).
+struct Experts {
+  std::vector<int64_t> counts, offsets;
+
+  explicit Experts(std::vector<int64_t> per_expert) : counts(std::move(per_expert)) {
+    offsets.push_back(0);
+    for (int64_t c : counts) offsets.push_back(offsets.back() + c);
+  }
+  int64_t experts() const { return static_cast<int64_t>(counts.size()); }
+  int64_t rows() const { return offsets.back(); }
+  ExpertRows view() const { return {offsets.data(), experts()}; }
+};
+
+const Experts kUneven({0, 37, 5, 64, 0, 1, 19, 3});
+
+// The CPU's results for one set of inputs: expert by expert, as the per-expert loop would.
+struct CpuLayer {
+  std::vector<float> y, dx, dw;
+};
+void cpu_forward(const Experts& e, const std::vector<float>& x, const std::vector<float>& w,
+                 std::vector<float>& y, int64_t K, int64_t N) {
+  for (int64_t i = 0; i < e.experts(); ++i) {
+    if (e.counts[i] == 0) continue;
+    kernels::linear_forward<float>(x.data() + e.offsets[i] * K, w.data() + i * N * K,
+                                   y.data() + e.offsets[i] * N, e.counts[i], K, N);
+  }
+}
+void cpu_backward_input(const Experts& e, const std::vector<float>& dy,
+                        const std::vector<float>& w, std::vector<float>& dx, int64_t K,
+                        int64_t N) {
+  for (int64_t i = 0; i < e.experts(); ++i) {
+    if (e.counts[i] == 0) continue;
+    kernels::linear_backward_input<float>(dy.data() + e.offsets[i] * N, w.data() + i * N * K,
+                                          dx.data() + e.offsets[i] * K, e.counts[i], K, N);
+  }
+}
+void cpu_backward_weight(const Experts& e, const std::vector<float>& dy,
+                         const std::vector<float>& x, std::vector<float>& dw, int64_t K,
+                         int64_t N) {
+  for (int64_t i = 0; i < e.experts(); ++i) {
+    if (e.counts[i] == 0) continue;
+    kernels::linear_backward_weight<float>(dy.data() + e.offsets[i] * N,
+                                           x.data() + e.offsets[i] * K, dw.data() + i * N * K,
+                                           e.counts[i], K, N);
+  }
+}
+
+class CudaGroupedGemm : public GpuTest {
+ protected:
+  // The three passes on the GPU against the CPU loop; returns the path they took (the same for
+  // all three: they share alignment and types).
+  template <typename In, typename Out>
+  GroupedGemmPath expect_passes(GroupedGemmContext& context, const Experts& e, int64_t K,
+                                int64_t N, double fp32_tolerance = kFp32Tolerance) {
+    const std::string label = "K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                              (std::is_same_v<In, float> ? ", FP32 in" : ", BF16 in") +
+                              (std::is_same_v<Out, float> ? ", FP32 out" : ", BF16 out");
+    const int64_t rows = e.rows(), weights = e.experts() * N * K;
+    const std::vector<float> x = values_for<In>(random_floats(rows * K, 1));
+    const std::vector<float> w = values_for<In>(random_floats(weights, 2));
+    const std::vector<float> dy = values_for<In>(random_floats(rows * N, 3));
+    const std::vector<float> dw0 = values_for<Out>(random_floats(weights, 4));
+    const DeviceBuffer<In> x_dev = upload(encode<In>(x)), w_dev = upload(encode<In>(w)),
+                           dy_dev = upload(encode<In>(dy));
+    DeviceBuffer<Out> y_dev = upload(encode<Out>(std::vector<float>(rows * N, kNaN)));
+    DeviceBuffer<Out> dx_dev = upload(encode<Out>(std::vector<float>(rows * K, kNaN)));
+    DeviceBuffer<Out> dw_dev = upload(encode<Out>(dw0));
+
+    grouped_linear_forward(context, e.view(), x_dev.data(), w_dev.data(), y_dev.data(), K, N,
+                           stream());
+    const GroupedGemmPath path = context.last_path();
+    grouped_linear_backward_input(context, e.view(), dy_dev.data(), w_dev.data(), dx_dev.data(),
+                                  K, N, stream());
+    EXPECT_EQ(context.last_path(), path) << label;
+    grouped_linear_backward_weight(context, e.view(), dy_dev.data(), x_dev.data(),
+                                   dw_dev.data(), K, N, stream());
+    EXPECT_EQ(context.last_path(), path) << label;
+    const std::vector<float> dw_once = decode(download(dw_dev));
+    grouped_linear_backward_weight(context, e.view(), dy_dev.data(), x_dev.data(),
+                                   dw_dev.data(), K, N, stream());
+
+    std::vector<float> y(rows * N), dx(rows * K), dw = dw0;
+    cpu_forward(e, x, w, y, K, N);
+    cpu_backward_input(e, dy, w, dx, K, N);
+    cpu_backward_weight(e, dy, x, dw, K, N);
+    // A BF16 dw is rounded after each accumulation: the second starts from the GPU's first.
+    std::vector<float> dw_twice = std::is_same_v<Out, float> ? dw : dw_once;
+    cpu_backward_weight(e, dy, x, dw_twice, K, N);
+
+    const double tolerance = std::is_same_v<Out, float> ? fp32_tolerance : kBf16OutTolerance;
+    const std::string on = label + ", " + grouped_gemm_path_name(path) + " path";
+    EXPECT_LT(relative_error(decode(download(y_dev)), y), tolerance) << "forward, " << on;
+    EXPECT_LT(relative_error(decode(download(dx_dev)), dx), tolerance)
+        << "backward input, " << on;
+    EXPECT_LT(relative_error(dw_once, dw), tolerance) << "backward weight, " << on;
+    EXPECT_LT(relative_error(decode(download(dw_dev)), dw_twice), tolerance)
+        << "backward weight accumulated twice, " << on;
+    return path;
+  }
+};
+
+// K and N multiples of 8: every expert's matrices and row strides are 16-byte aligned in FP32
+// and BF16 alike (the buffers themselves are 256-byte aligned).
+constexpr int64_t kAlignedK = 64, kAlignedN = 48;
+constexpr int64_t kOddK = 29, kOddN = 53;
+
+TEST_F(CudaGroupedGemm, Fp32AlignedShapesRunOneGroupedCall) {
+  GroupedGemmContext context;
+  EXPECT_EQ(context.last_path(), GroupedGemmPath::kNone);
+  EXPECT_EQ((expect_passes<float, float>(context, kUneven, kAlignedK, kAlignedN)),
+            GroupedGemmPath::kGrouped);
+}
+
+TEST_F(CudaGroupedGemm, Fp32OddShapesRunTheLoop) {
+  GroupedGemmContext context;
+  EXPECT_EQ((expect_passes<float, float>(context, kUneven, kOddK, kOddN)),
+            GroupedGemmPath::kLoop);
+}
+
+TEST_F(CudaGroupedGemm, ForcedLoopGivesTheSameResults) {
+  GroupedGemmContext context;
+  context.force_loop(true);
+  EXPECT_EQ((expect_passes<float, float>(context, kUneven, kAlignedK, kAlignedN)),
+            GroupedGemmPath::kLoop);
+  EXPECT_EQ((expect_passes<uint16_t, uint16_t>(context, kUneven, kAlignedK, kAlignedN)),
+            GroupedGemmPath::kLoop);
+}
+
+TEST_F(CudaGroupedGemm, Bf16OperandsWithBf16Outputs) {
+  GroupedGemmContext context;
+  EXPECT_EQ((expect_passes<uint16_t, uint16_t>(context, kUneven, kAlignedK, kAlignedN)),
+            GroupedGemmPath::kGrouped);
+  EXPECT_EQ((expect_passes<uint16_t, uint16_t>(context, kUneven, kOddK, kOddN)),
+            GroupedGemmPath::kLoop);
+}
+
+// cuBLAS does not document BF16 operands with FP32 C for the grouped call: either path is
+// right as long as the numbers are; the test records which one this cuBLAS took.
+TEST_F(CudaGroupedGemm, Bf16OperandsWithFp32Outputs) {
+  GroupedGemmContext context;
+  const GroupedGemmPath path =
+      expect_passes<uint16_t, float>(context, kUneven, kAlignedK, kAlignedN);
+  EXPECT_NE(path, GroupedGemmPath::kNone);
+  RecordProperty("bf16_in_fp32_out_path", grouped_gemm_path_name(path));
+  std::printf("BF16 operands, FP32 outputs: %s path\n", grouped_gemm_path_name(path));
+  // Once refused, the combination stays on the loop without asking cuBLAS again.
+  EXPECT_EQ((expect_passes<uint16_t, float>(context, kUneven, kAlignedK, kAlignedN)), path);
+  EXPECT_EQ((expect_passes<uint16_t, float>(context, kUneven, kOddK, kOddN)),
+            GroupedGemmPath::kLoop);
+}
+
+TEST_F(CudaGroupedGemm, Tf32WhenAsked) {
+  GroupedGemmContext context(GemmMath::kTf32);
+  EXPECT_EQ(context.math(), GemmMath::kTf32);
+  const GroupedGemmPath path =
+      expect_passes<float, float>(context, kUneven, kAlignedK, kAlignedN, kTf32Tolerance);
+  RecordProperty("tf32_path", grouped_gemm_path_name(path));
+}
+
+// 40 backward-weight calls without a pause (the host runs ahead of the GPU and wraps the pointer
+// ring twice), alternating between two batches with different experts' rows into one dw: a call
+// that read another call's pointers or sizes would add the wrong batch's gradient.
+TEST_F(CudaGroupedGemm, ManyCallsInARowEachKeepTheirOwnPointers) {
+  const int64_t K = kAlignedK, N = kAlignedN;
+  const Experts batches[2] = {kUneven, Experts({9, 0, 22, 3, 41, 7, 0, 16})};
+  std::vector<std::vector<float>> x, dy;
+  std::vector<DeviceBuffer<float>> x_dev, dy_dev;
+  for (int b = 0; b < 2; ++b) {
+    x.push_back(random_floats(batches[b].rows() * K, 10 + b));
+    dy.push_back(random_floats(batches[b].rows() * N, 20 + b));
+    x_dev.push_back(upload(x[b]));
+    dy_dev.push_back(upload(dy[b]));
+  }
+  const std::vector<float> dw0 = random_floats(8 * N * K, 30);
+  DeviceBuffer<float> dw_dev = upload(dw0);
+  std::vector<float> dw = dw0;
+
+  GroupedGemmContext context;
+  for (int call = 0; call < 40; ++call) {
+    const int b = call % 2;
+    grouped_linear_backward_weight(context, batches[b].view(), dy_dev[b].data(),
+                                   x_dev[b].data(), dw_dev.data(), K, N, stream());
+    ASSERT_EQ(context.last_path(), GroupedGemmPath::kGrouped) << "call " << call;
+    cpu_backward_weight(batches[b], dy[b], x[b], dw, K, N);
+  }
+  EXPECT_LT(relative_error(download(dw_dev), dw), kFp32Tolerance);
+}
+
+TEST_F(CudaGroupedGemm, NoExpertWithRowsRunsNothing) {
+  const int64_t K = kAlignedK, N = kAlignedN;
+  const Experts idle({0, 0, 0, 0, 0, 0, 0, 0}), none({});
+  const std::vector<float> dw0 = random_floats(8 * N * K, 5);
+  DeviceBuffer<float> dw_dev = upload(dw0);
+  const DeviceBuffer<float> w_dev = upload(random_floats(8 * N * K, 6));
+  GroupedGemmContext context;
+  for (const Experts* e : {&idle, &none}) {
+    // No rows: no activations at all (null), and the weights' gradient stays as it was.
+    grouped_linear_forward(context, e->view(), static_cast<const float*>(nullptr), w_dev.data(),
+                           static_cast<float*>(nullptr), K, N, stream());
+    EXPECT_EQ(context.last_path(), GroupedGemmPath::kNone);
+    grouped_linear_backward_weight(context, e->view(), static_cast<const float*>(nullptr),
+                                   static_cast<const float*>(nullptr), dw_dev.data(), K, N,
+                                   stream());
+    EXPECT_EQ(context.last_path(), GroupedGemmPath::kNone);
+  }
+  EXPECT_EQ(download(dw_dev), dw0);
+  EXPECT_EQ(context.device_allocations(), 1) << "only the dense context's workspace";
+}
+
+TEST_F(CudaGroupedGemm, TheRingGrowsOnceThenNothingIsAllocated) {
+  GroupedGemmContext context;
+  EXPECT_EQ(context.device_allocations(), 1) << "the dense context's workspace";
+  expect_passes<float, float>(context, kUneven, kAlignedK, kAlignedN);
+  const int64_t after_first = context.device_allocations();
+  EXPECT_EQ(after_first, 3) << "the workspace, then the pinned and device pointer arrays";
+  const int64_t arena_allocations = arena().stats().device_allocations;
+
+  const int64_t K = kAlignedK, N = kAlignedN;
+  const int64_t rows = kUneven.rows();
+  const DeviceBuffer<float> x = upload(random_floats(rows * K, 7));
+  const DeviceBuffer<float> w = upload(random_floats(8 * N * K, 8));
+  DeviceBuffer<float> y = empty<float>(rows * N);
+  for (int call = 0; call < 3; ++call) {
+    grouped_linear_forward(context, kUneven.view(), x.data(), w.data(), y.data(), K, N,
+                           stream());
+  }
+  EXPECT_EQ(context.device_allocations(), after_first);
+  EXPECT_EQ(arena().stats().device_allocations, arena_allocations);
+
+  // 100 experts (0 to 4 rows each) outgrow the first 64 pointers per slot: one more pinned and
+  // one more device array, and the results still right.
+  std::vector<int64_t> counts(100);
+  for (size_t i = 0; i < counts.size(); ++i) counts[i] = static_cast<int64_t>(i % 5);
+  const Experts many(counts);
+  EXPECT_EQ((expect_passes<float, float>(context, many, kAlignedK, kAlignedN)),
+            GroupedGemmPath::kGrouped);
+  EXPECT_EQ(context.device_allocations(), after_first + 2);
+  expect_passes<float, float>(context, many, kAlignedK, kAlignedN);
+  EXPECT_EQ(context.device_allocations(), after_first + 2);
+}
+
+TEST_F(CudaGroupedGemm, RefusesBadArguments) {
+  GroupedGemmContext context;
+  DeviceBuffer<float> buffer = empty<float>(1024);
+  float* p = buffer.data();
+  const std::vector<int64_t> decreasing = {0, 4, 2};
+  const ExpertRows bad_rows{decreasing.data(), 2};
+  EXPECT_THROW(grouped_linear_forward(context, bad_rows, p, p, p, 4, 4, stream()),
+               std::invalid_argument);
+  const ExpertRows null_rows{nullptr, 2};
+  EXPECT_THROW(grouped_linear_forward(context, null_rows, p, p, p, 4, 4, stream()),
+               std::invalid_argument);
+  const std::vector<int64_t> fine = {0, 4, 8};
+  const ExpertRows rows{fine.data(), 2};
+  EXPECT_THROW(grouped_linear_forward(context, rows, p, p, p, -1, 4, stream()),
+               std::invalid_argument);
+  EXPECT_THROW(grouped_linear_forward(context, rows, p, p, static_cast<float*>(nullptr), 4, 4,
+                                      stream()),
+               std::invalid_argument);
+  EXPECT_THROW(grouped_linear_backward_weight(context, rows, static_cast<const float*>(nullptr),
+                                              p, p, 4, 4, stream()),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace baleine::kernels::cuda
+
+#endif  // BALEINE_HAVE_CUDA
