@@ -101,7 +101,16 @@ struct HeadLayout {
   __device__ int64_t offset(int64_t pair) const {  // of position 0 of pair b·heads + h
     return (pair / heads) * seq * stride() + (pair % heads) * head_dim;
   }
+  // head_dim rounded up to a multiple of 4: the columns row_dots runs over.
+  __device__ int dot_width() const { return (head_dim + 3) & ~3; }
 };
+
+// Key blocks of kKeys that the causal query block [i0, i0 + kRows) sees: up to the block
+// holding its last row before seq.
+template <int kRows, int kKeys>
+__device__ __forceinline__ int visible_key_blocks(int i0, int seq) {
+  return (min(i0 + kRows, seq) - 1) / kKeys + 1;
+}
 
 // kN consecutive floats of shared memory in one access (16-byte aligned for kN = 4).
 template <int kN>
@@ -204,16 +213,10 @@ __device__ __forceinline__ void accumulate_weighted(const float* w, int w_stride
 // Max and sum over the 16 lanes sharing a row (xor offsets below 16 stay in the half-warp).
 // Every lane of the warp must call them.
 __device__ __forceinline__ float half_warp_max(float v) {
-#pragma unroll
-  for (int offset = kLanes / 2; offset > 0; offset /= 2)
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
+  return lanes_reduce<kLanes>(v, MaxOp{});
 }
 __device__ __forceinline__ float half_warp_sum(float v) {
-#pragma unroll
-  for (int offset = kLanes / 2; offset > 0; offset /= 2)
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
+  return lanes_reduce<kLanes>(v, SumOp{});
 }
 
 // Writes acc[i][·]·factor to rows first + ty·kOwn + i (those before seq) of one head.
@@ -267,7 +270,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int tx = threadIdx.x % kLanes, ty = threadIdx.x / kLanes;
   const int64_t pair = blockIdx.x, head = l.offset(pair), stride = l.stride();
   const int i0 = (gridDim.y - 1 - blockIdx.y) * kRows;
-  const int width = (l.head_dim + 3) & ~3;
+  const int width = l.dot_width();
   load_rows<kRows, kD, kThreads>(q_tile, q + head, stride, i0, l);
 
   // m: the row maximum so far (-inf before any key); row_sum: this lane's share of Σ exp(S − m).
@@ -278,9 +281,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int n = 0; n < Cols::kCount; ++n) o[i][n] = 0.0f;
   }
-  // Up to the block holding the last row; block 0 comes first and holds key 0, which every row
-  // sees, so m is finite from then on and exp(m_old − m_new) is never exp(−inf + inf).
-  const int key_blocks = (min(i0 + kRows, l.seq) - 1) / kKeys + 1;
+  // Block 0 comes first and holds key 0, which every row sees, so m is finite from then on and
+  // exp(m_old − m_new) is never exp(−inf + inf).
+  const int key_blocks = visible_key_blocks<kRows, kKeys>(i0, l.seq);
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int j0 = kb * kKeys;
     __syncthreads();  // the previous block's v and P are read (and q_tile complete)
@@ -377,7 +380,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_backward_dkdv_kernel(
   const int tx = threadIdx.x % kLanes, ty = threadIdx.x / kLanes;
   const int64_t pair = blockIdx.x, head = l.offset(pair), stride = l.stride();
   const int j0 = blockIdx.y * kKeys;
-  const int width = (l.head_dim + 3) & ~3;
+  const int width = l.dot_width();
   load_rows<kKeys, kD, kThreads>(k_tile, k + head, stride, j0, l);
   load_rows<kKeys, kD, kThreads>(v_tile, v + head, stride, j0, l);
 
@@ -446,7 +449,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_backward_dq_kernel(
   const int tx = threadIdx.x % kLanes, ty = threadIdx.x / kLanes;
   const int64_t pair = blockIdx.x, head = l.offset(pair), stride = l.stride();
   const int i0 = (gridDim.y - 1 - blockIdx.y) * kRows;
-  const int width = (l.head_dim + 3) & ~3;
+  const int width = l.dot_width();
   load_rows<kRows, kD, kThreads>(q_tile, q + head, stride, i0, l);
   load_rows<kRows, kD, kThreads>(dout_tile, dout + head, stride, i0, l);
 
@@ -460,7 +463,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_backward_dq_kernel(
     for (int n = 0; n < Cols::kCount; ++n) dq_acc[i][n] = 0.0f;
   }
 
-  const int key_blocks = (min(i0 + kRows, l.seq) - 1) / kKeys + 1;
+  const int key_blocks = visible_key_blocks<kRows, kKeys>(i0, l.seq);
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int j0 = kb * kKeys;
     __syncthreads();  // the previous block's k and dS are read (and q, dout complete)

@@ -23,32 +23,12 @@
 namespace baleine::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;      // per row; a multiple of 32 (block_max, block_sum_fp64)
+constexpr int kThreads = 256;      // per row; a multiple of 32 (block_max, block_sum)
 constexpr int kMeanThreads = 512;  // the one block forming the mean
 constexpr int64_t kMaxRowBlocks = 65535LL * 8;
 
 unsigned row_blocks(int64_t rows) {
   return static_cast<unsigned>(rows < kMaxRowBlocks ? rows : kMaxRowBlocks);
-}
-
-__device__ inline double warp_sum_fp64(double v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2)
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// launch.cuh's block_sum in FP64: the sum over the block, returned to every thread; `scratch`
-// is __shared__ double[32], free again when it returns.
-__device__ inline double block_sum_fp64(double v, double* scratch) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  const int warps = blockDim.x / kWarp;
-  v = warp_sum_fp64(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0;
-  v = warp_sum_fp64(v);
-  __syncthreads();
-  return v;
 }
 
 __global__ void cross_entropy_rows(const float* logits, const int32_t* targets, float* lse,
@@ -65,7 +45,7 @@ __global__ void cross_entropy_rows(const float* logits, const int32_t* targets, 
     double sum = 0;
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
       sum += double(expf(row[j] - max_logit));
-    sum = block_sum_fp64(sum, sum_scratch);
+    sum = block_sum(sum, sum_scratch);
     if (threadIdx.x == 0) {
       const double row_lse = double(max_logit) + log(sum);
       lse[r] = float(row_lse);
@@ -79,7 +59,7 @@ __global__ void mean_of_row_losses(const double* row_loss, int64_t n, double* me
   __shared__ double scratch[kWarp];
   double sum = 0;
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) sum += row_loss[r];
-  sum = block_sum_fp64(sum, scratch);
+  sum = block_sum(sum, scratch);
   if (threadIdx.x == 0) *mean_loss = sum / double(n);
 }
 

@@ -56,12 +56,6 @@ __device__ __forceinline__ int32_t finite_magnitude_bits(float v) {
   return magnitude < 0x7F800000 ? magnitude : 0;
 }
 
-__device__ __forceinline__ int32_t warp_max_int(int32_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2)
-    v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
 // kernels::fp8_tile_scale for an amax given as its bits (finite, ≥ 0).
 __device__ __forceinline__ float tile_scale(int32_t amax_bits, float fp8_max, bool power_of_two) {
   const float amax = __int_as_float(amax_bits);
@@ -140,7 +134,7 @@ __global__ void quantize_windows(QuantizeArgs a) {
       running = max(running, finite_magnitude_bits(x[r * a.cols + c]));
     });
     if (tiles == 1) {  // the same for the whole block: the warp shuffle sees every lane
-      running = warp_max_int(running);
+      running = warp_max(running);
       if (threadIdx.x % kWarp == 0 && running > 0) atomicMax(&tile_amax[0], running);
     } else if (running > 0) {
       atomicMax(&tile_amax[running_tile], running);

@@ -270,9 +270,7 @@ __global__ void __launch_bounds__(kThreads) combine_backward_kernel(
       dexpert_out[c] = __fmul_rn(w, g);
       dot += double(g) * double(expert_out[c]);
     }
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-      dot += __shfl_xor_sync(kFullMask, dot, offset);
-    }
+    dot = warp_sum(dot);
     if (lane == 0) dweights[a] = static_cast<float>(dot);
   }
 }

@@ -8,13 +8,12 @@
 // chosen-score sum, the backward's slot sums) is done here in slot order too, by every lane
 // alike, so equal scores give equal weights and gradients.
 //
-// Balance loss: one block per sequence; the expert fractions f_e live in shared memory and each
-// warp takes every 8th token of the sequence. All sums are in double, in a fixed order, so the
-// result is deterministic (it differs from the CPU's only in the order of double additions).
+// The sequence-wise balance loss, declared in routing.h too, is in balance_loss.cu.
 #include "kernels/cuda/routing.h"
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +23,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
+#include "kernels/cuda/routing_checks.h"
 
 namespace baleine::kernels::cuda {
 namespace {
@@ -36,39 +36,8 @@ constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kMaxExperts = 8 * kWarp;
 constexpr int kMaxTopK = kWarp;
 constexpr int kMaxGroups = kWarp;
-// The balance loss keeps one sequence's fractions (double) and counts (int) in shared memory:
-// 2048 · 12 bytes = 24 KiB, well inside the 48 KiB every GPU gives a block by default.
-constexpr int kMaxLossExperts = 2048;
 
-// ---- validation (the CPU's checks and messages, plus this backend's limits) ------------------
-
-void check_shape(RoutingShape shape, const char* op) {
-  if (shape.tokens < 0 || shape.experts <= 0 || shape.top_k <= 0 ||
-      shape.top_k > shape.experts) {
-    throw std::invalid_argument(std::string(op) + ": need 0 < top_k <= experts, got top_k=" +
-                                std::to_string(shape.top_k) +
-                                " experts=" + std::to_string(shape.experts));
-  }
-}
-
-void check_groups(RoutingShape shape, RoutingOptions options, const char* op) {
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument(
-        std::string(op) + ": " + what + " (experts=" + std::to_string(shape.experts) +
-        " groups=" + std::to_string(options.groups) +
-        " max_groups=" + std::to_string(options.max_groups) +
-        " top_k=" + std::to_string(shape.top_k) + ")");
-  };
-  if (options.groups <= 0) fail("need groups >= 1");
-  if (shape.experts % options.groups != 0) fail("experts must split into equal groups");
-  if (options.max_groups < 0 || options.max_groups > options.groups) {
-    fail("need 0 <= max_groups <= groups (0 = no limit)");
-  }
-  if (options.max_groups > 0 &&
-      shape.top_k > options.max_groups * (shape.experts / options.groups)) {
-    fail("top_k exceeds the max_groups * experts/groups experts a token can reach");
-  }
-}
+// ---- validation (this backend's limits; the CPU's checks are in routing_checks.h) ------------
 
 void check_warp_limits(RoutingShape shape, int64_t groups, const char* op) {
   if (shape.experts > kMaxExperts || shape.top_k > kMaxTopK || groups > kMaxGroups) {
@@ -80,28 +49,7 @@ void check_warp_limits(RoutingShape shape, int64_t groups, const char* op) {
   }
 }
 
-void check_sequences(RoutingShape shape, int64_t seq_len, const char* op) {
-  check_shape(shape, op);
-  if (seq_len <= 0 || shape.tokens % seq_len != 0) {
-    throw std::invalid_argument(std::string(op) + ": tokens (" + std::to_string(shape.tokens) +
-                                ") must be a positive multiple of seq_len (" +
-                                std::to_string(seq_len) + ")");
-  }
-  if (shape.experts > kMaxLossExperts) {
-    throw std::invalid_argument(std::string(op) + " (CUDA): supports experts <= " +
-                                std::to_string(kMaxLossExperts) +
-                                "; got experts=" + std::to_string(shape.experts));
-  }
-}
-
 // ---- device helpers --------------------------------------------------------------------------
-
-// The sum over the warp, the same value in every lane (a + b == b + a, so the butterfly's
-// partners agree at every step).
-__device__ inline double warp_sum_double(double v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
-  return v;
-}
 
 // The CPU's ranking (insert_ranked): a higher key first, an equal key to the lower index. A
 // strict total order on (key, index) for non-NaN keys, so a butterfly arg-max under it gives
@@ -110,18 +58,50 @@ __device__ inline bool ranks_before(float key, int index, float other_key, int o
   return key > other_key || (key == other_key && index < other_index);
 }
 
+// ---- what both kernels share ------------------------------------------------------------------
+
+// What both kernels take from the shape and options.
+struct TokenArgs {
+  int64_t tokens;
+  int experts, top_k;
+  bool softmax, normalize;
+  double route_scale;
+
+  void set_shape(RoutingShape shape, RoutingOptions options) {
+    tokens = shape.tokens;
+    experts = static_cast<int>(shape.experts);
+    top_k = static_cast<int>(shape.top_k);
+    softmax = options.score == ScoreFunction::kSoftmax;
+    normalize = options.normalize;
+    route_scale = options.route_scale;
+  }
+};
+
+// A kernel's instances for 1, 2, 4 and 8 experts per lane.
+template <typename Args>
+using PerLaneKernels = std::array<void (*)(Args), 4>;
+
+// One warp per token, with the fewest experts per lane that hold args.experts (at most
+// kMaxExperts, checked by check_warp_limits).
+template <typename Args>
+void launch_per_token(const PerLaneKernels<Args>& kernels, const Args& args,
+                      cudaStream_t stream) {
+  const int instance = args.experts <= kWarp       ? 0
+                       : args.experts <= 2 * kWarp ? 1
+                       : args.experts <= 4 * kWarp ? 2
+                                                   : 3;
+  kernels[instance]<<<blocks_for(args.tokens, kWarpsPerBlock), kThreads, 0, stream>>>(args);
+  BALEINE_CUDA_LAUNCH_CHECK();
+}
+
 // ---- routing_forward -------------------------------------------------------------------------
 
-struct ForwardArgs {
+struct ForwardArgs : TokenArgs {
   const float* logits;
   const float* bias;  // nullptr = zeros
   float* scores;
   int32_t* chosen;
   float* weights;
-  int64_t tokens;
-  int experts, top_k;
-  bool softmax, normalize;
-  double route_scale;
   bool limited;  // node-limited routing actually restricts (0 < max_groups < groups)
   int groups, max_groups;
 };
@@ -158,7 +138,7 @@ __device__ void score_token(const ForwardArgs& p, const float* logit_row, unsign
       total += score[i];
     }
   }
-  const double inverse = 1.0 / warp_sum_double(total);
+  const double inverse = 1.0 / warp_sum(total);
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     if (present >> i & 1u) score[i] = static_cast<float>(score[i] * inverse);
@@ -285,25 +265,14 @@ __global__ void __launch_bounds__(kThreads) routing_forward_kernel(ForwardArgs p
   }
 }
 
-template <int kPerLane>
-void launch_routing_forward(const ForwardArgs& args, cudaStream_t stream) {
-  routing_forward_kernel<kPerLane>
-      <<<blocks_for(args.tokens, kWarpsPerBlock), kThreads, 0, stream>>>(args);
-  BALEINE_CUDA_LAUNCH_CHECK();
-}
-
 // ---- routing_backward ------------------------------------------------------------------------
 
-struct BackwardArgs {
+struct BackwardArgs : TokenArgs {
   const float* dweights;
   const float* dscores_extra;  // nullptr = zeros
   const float* scores;
   const int32_t* chosen;
   float* dlogits;
-  int64_t tokens;
-  int experts, top_k;
-  bool softmax, normalize;
-  double route_scale;
 };
 
 // Mirrors routing_backward of kernels/cpu/routing.cpp, all intermediate math in double.
@@ -370,145 +339,13 @@ __global__ void __launch_bounds__(kThreads) routing_backward_kernel(BackwardArgs
     double projection = 0;
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) projection += dscore[i] * score[i];  // 0 past experts
-    projection = warp_sum_double(projection);
+    projection = warp_sum(projection);
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) {
       const int e = lane + kWarp * i;
       if (e < p.experts) dlogit_row[e] = static_cast<float>(score[i] * (dscore[i] - projection));
     }
   }
-}
-
-template <int kPerLane>
-void launch_routing_backward(const BackwardArgs& args, cudaStream_t stream) {
-  routing_backward_kernel<kPerLane>
-      <<<blocks_for(args.tokens, kWarpsPerBlock), kThreads, 0, stream>>>(args);
-  BALEINE_CUDA_LAUNCH_CHECK();
-}
-
-// ---- sequence-wise balance loss --------------------------------------------------------------
-// Per sequence: f_e = E/(K·L)·count_e and loss_seq = 1/L·Σ_t (Σ_e f_e·s[t,e]) / Z_t, as in
-// kernels/cpu/routing.cpp.
-
-struct LossArgs {
-  const float* scores;
-  const int32_t* chosen;
-  int64_t seq_len, sequences;
-  int experts, top_k;
-  double fraction_scale;  // E / (K·L)
-};
-
-// f_e of sequence b into fraction[] (shared memory). Integer counts are exact whatever order the
-// atomics land in. Ends with a barrier. Back-to-back calls need none between them: the first
-// writes (count) follow the previous call's last barrier, after which count is no longer read,
-// and fraction is rewritten only after two more barriers.
-__device__ void expert_fractions(const LossArgs& p, int64_t b, int* count, double* fraction) {
-  for (int e = threadIdx.x; e < p.experts; e += blockDim.x) count[e] = 0;
-  __syncthreads();
-  const int64_t begin = b * p.seq_len * p.top_k, end = begin + p.seq_len * p.top_k;
-  for (int64_t a = begin + threadIdx.x; a < end; a += blockDim.x) {
-    const int32_t e = p.chosen[a];
-    if (e >= 0 && e < p.experts) atomicAdd(&count[e], 1);
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < p.experts; e += blockDim.x) {
-    fraction[e] = double(count[e]) * p.fraction_scale;
-  }
-  __syncthreads();
-}
-
-// Z = Σ_e s_e and Σ_e f_e·s_e of one token's scores, in every lane of the warp.
-__device__ void row_sums(const float* row, const double* fraction, int experts, double& z,
-                         double& weighted) {
-  z = 0;
-  weighted = 0;
-  for (int e = threadIdx.x % kWarp; e < experts; e += kWarp) {
-    const double s = row[e];
-    z += s;
-    weighted += fraction[e] * s;
-  }
-  z = warp_sum_double(z);
-  weighted = warp_sum_double(weighted);
-}
-
-// Shared memory of the loss kernels: fraction [experts] (double, first for its alignment), then
-// count [experts] (int).
-size_t loss_shared_bytes(int experts) {
-  return size_t(experts) * (sizeof(double) + sizeof(int));
-}
-
-// per_sequence[b] = loss_seq of sequence b. Needs blockDim.x == kThreads.
-__global__ void __launch_bounds__(kThreads) balance_loss_per_sequence(LossArgs p,
-                                                                      double* per_sequence) {
-  extern __shared__ double fraction[];
-  int* count = reinterpret_cast<int*>(fraction + p.experts);
-  __shared__ double warp_totals[kWarpsPerBlock];
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  for (int64_t b = blockIdx.x; b < p.sequences; b += gridDim.x) {  // b is block-uniform
-    expert_fractions(p, b, count, fraction);
-    double total = 0;  // this warp's tokens, in token order
-    for (int64_t t = b * p.seq_len + warp; t < (b + 1) * p.seq_len; t += kWarpsPerBlock) {
-      double z, weighted;
-      row_sums(p.scores + t * p.experts, fraction, p.experts, z, weighted);
-      total += weighted / z;
-    }
-    if (lane == 0) warp_totals[warp] = total;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      double sum = 0;
-      for (int w = 0; w < kWarpsPerBlock; ++w) sum += warp_totals[w];
-      per_sequence[b] = sum / double(p.seq_len);
-    }
-    __syncthreads();  // thread 0 has read warp_totals (cheap, and keeps each pass self-contained)
-  }
-}
-
-// *loss = alpha · mean over sequences, summed in a fixed order. One block of kThreads.
-__global__ void __launch_bounds__(kThreads) balance_loss_total(const double* per_sequence,
-                                                               int64_t sequences, double alpha,
-                                                               double* loss) {
-  __shared__ double partial[kThreads];
-  double sum = 0;
-  for (int64_t b = threadIdx.x; b < sequences; b += kThreads) sum += per_sequence[b];
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0;
-    for (int i = 0; i < kThreads; ++i) total += partial[i];
-    *loss = alpha * total / double(sequences);
-  }
-}
-
-// dscores[t,e] += scale · (f_e − Σ_e' f_e'·s[t,e']/Z_t) / Z_t. Needs blockDim.x == kThreads.
-__global__ void __launch_bounds__(kThreads) balance_loss_backward(LossArgs p, double scale,
-                                                                  float* dscores) {
-  extern __shared__ double fraction[];
-  int* count = reinterpret_cast<int*>(fraction + p.experts);
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  for (int64_t b = blockIdx.x; b < p.sequences; b += gridDim.x) {  // b is block-uniform
-    expert_fractions(p, b, count, fraction);
-    for (int64_t t = b * p.seq_len + warp; t < (b + 1) * p.seq_len; t += kWarpsPerBlock) {
-      double z, weighted;
-      row_sums(p.scores + t * p.experts, fraction, p.experts, z, weighted);
-      const double mean_fraction = weighted / z;
-      float* out = dscores + t * p.experts;
-      for (int e = lane; e < p.experts; e += kWarp) {
-        out[e] += static_cast<float>(scale * (fraction[e] - mean_fraction) / z);
-      }
-    }
-    // No barrier needed before the next sequence: see expert_fractions.
-  }
-}
-
-LossArgs loss_args(const float* scores, const int32_t* chosen, RoutingShape shape,
-                   int64_t seq_len) {
-  return LossArgs{scores,
-                  chosen,
-                  seq_len,
-                  shape.tokens / seq_len,
-                  static_cast<int>(shape.experts),
-                  static_cast<int>(shape.top_k),
-                  double(shape.experts) / double(shape.top_k * seq_len)};
 }
 
 }  // namespace
@@ -526,29 +363,18 @@ void routing_forward(const float* logits, const float* bias, float* scores, int3
   check_warp_limits(shape, limited ? options.groups : 1, "routing_forward");
   if (shape.tokens == 0) return;
   ForwardArgs args{};
+  args.set_shape(shape, options);
   args.logits = logits;
   args.bias = bias;
   args.scores = scores;
   args.chosen = chosen;
   args.weights = weights;
-  args.tokens = shape.tokens;
-  args.experts = static_cast<int>(shape.experts);
-  args.top_k = static_cast<int>(shape.top_k);
-  args.softmax = options.score == ScoreFunction::kSoftmax;
-  args.normalize = options.normalize;
-  args.route_scale = options.route_scale;
   args.limited = limited;
   args.groups = static_cast<int>(options.groups);
   args.max_groups = static_cast<int>(options.max_groups);
-  if (args.experts <= kWarp) {
-    launch_routing_forward<1>(args, stream);
-  } else if (args.experts <= 2 * kWarp) {
-    launch_routing_forward<2>(args, stream);
-  } else if (args.experts <= 4 * kWarp) {
-    launch_routing_forward<4>(args, stream);
-  } else {
-    launch_routing_forward<8>(args, stream);
-  }
+  launch_per_token<ForwardArgs>({routing_forward_kernel<1>, routing_forward_kernel<2>,
+                                 routing_forward_kernel<4>, routing_forward_kernel<8>},
+                                args, stream);
 }
 
 void routing_backward(const float* dweights, const float* dscores_extra, const float* scores,
@@ -559,70 +385,15 @@ void routing_backward(const float* dweights, const float* dscores_extra, const f
   check_warp_limits(shape, 1, "routing_backward");  // groups play no part in the backward
   if (shape.tokens == 0) return;
   BackwardArgs args{};
+  args.set_shape(shape, options);
   args.dweights = dweights;
   args.dscores_extra = dscores_extra;
   args.scores = scores;
   args.chosen = chosen;
   args.dlogits = dlogits;
-  args.tokens = shape.tokens;
-  args.experts = static_cast<int>(shape.experts);
-  args.top_k = static_cast<int>(shape.top_k);
-  args.softmax = options.score == ScoreFunction::kSoftmax;
-  args.normalize = options.normalize;
-  args.route_scale = options.route_scale;
-  if (args.experts <= kWarp) {
-    launch_routing_backward<1>(args, stream);
-  } else if (args.experts <= 2 * kWarp) {
-    launch_routing_backward<2>(args, stream);
-  } else if (args.experts <= 4 * kWarp) {
-    launch_routing_backward<4>(args, stream);
-  } else {
-    launch_routing_backward<8>(args, stream);
-  }
-}
-
-size_t seq_balance_loss_forward_workspace_bytes(RoutingShape shape, int64_t seq_len) {
-  check_sequences(shape, seq_len, "seq_balance_loss_forward_workspace_bytes");
-  return size_t(shape.tokens / seq_len) * sizeof(double);
-}
-
-void seq_balance_loss_forward(const float* scores, const int32_t* chosen, RoutingShape shape,
-                              int64_t seq_len, double alpha, double* loss, void* workspace,
-                              cudaStream_t stream) {
-  NvtxRange range("seq_balance_loss_forward");
-  check_sequences(shape, seq_len, "seq_balance_loss_forward");
-  const int64_t sequences = shape.tokens / seq_len;
-  if (sequences == 0) {  // the CPU returns 0; a memset enqueues that without a kernel
-    BALEINE_CUDA_CALL(cudaMemsetAsync(loss, 0, sizeof(double), stream));
-    return;
-  }
-  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % alignof(double) != 0) {
-    throw std::invalid_argument(
-        "seq_balance_loss_forward: needs an 8-byte aligned workspace of "
-        "seq_balance_loss_forward_workspace_bytes() bytes");
-  }
-  double* per_sequence = static_cast<double*>(workspace);
-  const LossArgs args = loss_args(scores, chosen, shape, seq_len);
-  balance_loss_per_sequence<<<blocks_for(sequences, 1), kThreads,
-                              loss_shared_bytes(args.experts), stream>>>(args, per_sequence);
-  BALEINE_CUDA_LAUNCH_CHECK();
-  balance_loss_total<<<1, kThreads, 0, stream>>>(per_sequence, sequences, alpha, loss);
-  BALEINE_CUDA_LAUNCH_CHECK();
-}
-
-void seq_balance_loss_backward(const float* scores, const int32_t* chosen, RoutingShape shape,
-                               int64_t seq_len, double alpha, float dloss, float* dscores,
-                               cudaStream_t stream) {
-  NvtxRange range("seq_balance_loss_backward");
-  check_sequences(shape, seq_len, "seq_balance_loss_backward");
-  const int64_t sequences = shape.tokens / seq_len;
-  if (sequences == 0) return;
-  // d loss / d s[t,e] = alpha/(B·L) · (f_e − Σ_e' f_e'·s[t,e']/Z_t) / Z_t,  f held constant.
-  const double scale = double(dloss) * alpha / double(sequences * seq_len);
-  const LossArgs args = loss_args(scores, chosen, shape, seq_len);
-  balance_loss_backward<<<blocks_for(sequences, 1), kThreads, loss_shared_bytes(args.experts),
-                          stream>>>(args, scale, dscores);
-  BALEINE_CUDA_LAUNCH_CHECK();
+  launch_per_token<BackwardArgs>({routing_backward_kernel<1>, routing_backward_kernel<2>,
+                                  routing_backward_kernel<4>, routing_backward_kernel<8>},
+                                 args, stream);
 }
 
 }  // namespace baleine::kernels::cuda

@@ -35,65 +35,31 @@ TEST(CudaGemm, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA"; }
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/gemm.h"
 #include "kernels/device.h"
-#include "kernels/fp8.h"
 #include "kernels/gemm.h"
 #include "tests/kernels/cuda_test_support.h"
+#include "tests/kernels/gemm_cuda_test_support.h"
 
 namespace baleine::kernels::cuda {
 namespace {
 
+using testing::decode;
+using testing::encode;
 using testing::GpuTest;
+using testing::kFp32Tolerance;
+using testing::kNaN;
+using testing::kTf32Tolerance;
+using testing::LinearLayerTest;
+using testing::LinearResults;
 using testing::random_floats;
 using testing::relative_error;
-
-constexpr double kFp32Tolerance = 1e-5;
-constexpr double kBf16OutTolerance = 1.0 / 256 + 1e-5;
-constexpr double kTf32Tolerance = 3e-3;
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// Values as a type T holds them: FP32 as is, BF16 rounded (so the CPU sees what the GPU sees).
-template <typename T>
-std::vector<float> values_for(std::vector<float> x) {
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    for (float& v : x) v = bf16_round(v);
-  }
-  return x;
-}
-
-template <typename T>
-std::vector<T> encode(const std::vector<float>& x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return x;
-  } else {
-    std::vector<uint16_t> bits(x.size());
-    for (size_t i = 0; i < x.size(); ++i) bits[i] = bf16_encode(x[i]);
-    return bits;
-  }
-}
-
-template <typename T>
-std::vector<float> decode(const std::vector<T>& x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return x;
-  } else {
-    std::vector<float> values(x.size());
-    for (size_t i = 0; i < x.size(); ++i) values[i] = bf16_decode(x[i]);
-    return values;
-  }
-}
-
-template <typename Out>
-double tolerance_for(double fp32_tolerance) {
-  return std::is_same_v<Out, float> ? fp32_tolerance : kBf16OutTolerance;
-}
+using testing::tolerance_for;
+using testing::values_for;
 
 struct Case {
   bool trans_a, trans_b;
@@ -225,7 +191,24 @@ TEST_F(CudaGemm, Bf16OperandsWithBf16CAreRoundedOnceAtTheEnd) {
 
 // ---- the Linear layer --------------------------------------------------------------------------
 
-class CudaLinear : public GpuTest {
+// The CPU's linear_* on the whole batch, the reference of CudaLinear.
+struct CpuLinear {
+  int64_t M, K, N;
+  void forward(const std::vector<float>& x, const std::vector<float>& w,
+               std::vector<float>& y) const {
+    kernels::linear_forward<float>(x.data(), w.data(), y.data(), M, K, N);
+  }
+  void backward_input(const std::vector<float>& dy, const std::vector<float>& w,
+                      std::vector<float>& dx) const {
+    kernels::linear_backward_input<float>(dy.data(), w.data(), dx.data(), M, K, N);
+  }
+  void backward_weight(const std::vector<float>& dy, const std::vector<float>& x,
+                       std::vector<float>& dw) const {
+    kernels::linear_backward_weight<float>(dy.data(), x.data(), dw.data(), M, K, N);
+  }
+};
+
+class CudaLinear : public LinearLayerTest {
  protected:
   // forward, backward input (over NaN-filled outputs: overwritten) and backward weight twice
   // (accumulated onto a non-zero dw), against the CPU's linear_* on the same rounded inputs.
@@ -233,40 +216,22 @@ class CudaLinear : public GpuTest {
   void expect_layer(GemmContext& context, int64_t M, int64_t K, int64_t N) {
     const std::string shape =
         "M=" + std::to_string(M) + " K=" + std::to_string(K) + " N=" + std::to_string(N);
-    const std::vector<float> x = values_for<In>(random_floats(M * K, 1));
-    const std::vector<float> w = values_for<In>(random_floats(N * K, 2));
-    const std::vector<float> dy = values_for<In>(random_floats(M * N, 3));
-    const std::vector<float> dw0 = values_for<Out>(random_floats(N * K, 4));
-    const DeviceBuffer<In> x_dev = upload(encode<In>(x)), w_dev = upload(encode<In>(w)),
-                           dy_dev = upload(encode<In>(dy));
-    DeviceBuffer<Out> y_dev = upload(encode<Out>(std::vector<float>(M * N, kNaN)));
-    DeviceBuffer<Out> dx_dev = upload(encode<Out>(std::vector<float>(M * K, kNaN)));
-    DeviceBuffer<Out> dw_dev = upload(encode<Out>(dw0));
-
-    linear_forward(context, x_dev.data(), w_dev.data(), y_dev.data(), M, K, N, stream());
-    linear_backward_input(context, dy_dev.data(), w_dev.data(), dx_dev.data(), M, K, N,
-                          stream());
-    linear_backward_weight(context, dy_dev.data(), x_dev.data(), dw_dev.data(), M, K, N,
-                           stream());
-    const std::vector<float> dw_once = decode(download(dw_dev));
-    linear_backward_weight(context, dy_dev.data(), x_dev.data(), dw_dev.data(), M, K, N,
-                           stream());
-
-    std::vector<float> y(M * N), dx(M * K), dw = dw0;
-    kernels::linear_forward<float>(x.data(), w.data(), y.data(), M, K, N);
-    kernels::linear_backward_input<float>(dy.data(), w.data(), dx.data(), M, K, N);
-    kernels::linear_backward_weight<float>(dy.data(), x.data(), dw.data(), M, K, N);
-    // A BF16 dw is rounded after each accumulation: the second starts from the GPU's first.
-    std::vector<float> dw_twice = std::is_same_v<Out, float> ? dw : dw_once;
-    kernels::linear_backward_weight<float>(dy.data(), x.data(), dw_twice.data(), M, K, N);
-
-    const double tolerance = tolerance_for<Out>(kFp32Tolerance);
-    EXPECT_LT(relative_error(decode(download(y_dev)), y), tolerance) << "forward, " << shape;
-    EXPECT_LT(relative_error(decode(download(dx_dev)), dx), tolerance)
-        << "backward input, " << shape;
-    EXPECT_LT(relative_error(dw_once, dw), tolerance) << "backward weight, " << shape;
-    EXPECT_LT(relative_error(decode(download(dw_dev)), dw_twice), tolerance)
-        << "backward weight accumulated twice, " << shape;
+    auto layer = make_layer<In, Out>(M, K, N, N * K);
+    LinearResults got;
+    linear_forward(context, layer.x_dev.data(), layer.w_dev.data(), layer.y_dev.data(), M, K, N,
+                   stream());
+    linear_backward_input(context, layer.dy_dev.data(), layer.w_dev.data(),
+                          layer.dx_dev.data(), M, K, N, stream());
+    linear_backward_weight(context, layer.dy_dev.data(), layer.x_dev.data(),
+                           layer.dw_dev.data(), M, K, N, stream());
+    got.dw_once = decode(download(layer.dw_dev));
+    linear_backward_weight(context, layer.dy_dev.data(), layer.x_dev.data(),
+                           layer.dw_dev.data(), M, K, N, stream());
+    got.y = decode(download(layer.y_dev));
+    got.dx = decode(download(layer.dx_dev));
+    got.dw_twice = decode(download(layer.dw_dev));
+    expect_layer_matches(layer, got, CpuLinear{M, K, N}, tolerance_for<Out>(kFp32Tolerance),
+                         shape);
   }
 };
 

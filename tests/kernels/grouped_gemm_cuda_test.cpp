@@ -25,58 +25,27 @@ TEST(CudaGroupedGemm, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA
 
 #include <cstdint>
 #include <cstdio>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/grouped_gemm.h"
-#include "kernels/fp8.h"
 #include "kernels/gemm.h"
 #include "tests/kernels/cuda_test_support.h"
+#include "tests/kernels/gemm_cuda_test_support.h"
 
 namespace baleine::kernels::cuda {
 namespace {
 
-using testing::GpuTest;
+using testing::decode;
+using testing::kFp32Tolerance;
+using testing::kTf32Tolerance;
+using testing::LinearLayerTest;
+using testing::LinearResults;
 using testing::random_floats;
 using testing::relative_error;
-
-constexpr double kFp32Tolerance = 1e-5;
-constexpr double kBf16OutTolerance = 1.0 / 256 + 1e-5;
-constexpr double kTf32Tolerance = 3e-3;
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-template <typename T>
-std::vector<float> values_for(std::vector<float> x) {  // rounded to BF16 when T is BF16
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    for (float& v : x) v = bf16_round(v);
-  }
-  return x;
-}
-
-template <typename T>
-std::vector<T> encode(const std::vector<float>& x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return x;
-  } else {
-    std::vector<uint16_t> bits(x.size());
-    for (size_t i = 0; i < x.size(); ++i) bits[i] = bf16_encode(x[i]);
-    return bits;
-  }
-}
-
-template <typename T>
-std::vector<float> decode(const std::vector<T>& x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return x;
-  } else {
-    std::vector<float> values(x.size());
-    for (size_t i = 0; i < x.size(); ++i) values[i] = bf16_decode(x[i]);
-    return values;
-  }
-}
+using testing::tolerance_for;
 
 // Row counts per expert and their prefix sums (the host offsets the API takes).
 struct Experts {
@@ -125,7 +94,25 @@ void cpu_backward_weight(const Experts& e, const std::vector<float>& dy,
   }
 }
 
-class CudaGroupedGemm : public GpuTest {
+// The per-expert loop above, the reference of expect_passes.
+struct CpuGroupedLinear {
+  const Experts& e;
+  int64_t K, N;
+  void forward(const std::vector<float>& x, const std::vector<float>& w,
+               std::vector<float>& y) const {
+    cpu_forward(e, x, w, y, K, N);
+  }
+  void backward_input(const std::vector<float>& dy, const std::vector<float>& w,
+                      std::vector<float>& dx) const {
+    cpu_backward_input(e, dy, w, dx, K, N);
+  }
+  void backward_weight(const std::vector<float>& dy, const std::vector<float>& x,
+                       std::vector<float>& dw) const {
+    cpu_backward_weight(e, dy, x, dw, K, N);
+  }
+};
+
+class CudaGroupedGemm : public LinearLayerTest {
  protected:
   // The three passes on the GPU against the CPU loop; returns the path they took (the same for
   // all three: they share alignment and types).
@@ -135,46 +122,26 @@ class CudaGroupedGemm : public GpuTest {
     const std::string label = "K=" + std::to_string(K) + " N=" + std::to_string(N) +
                               (std::is_same_v<In, float> ? ", FP32 in" : ", BF16 in") +
                               (std::is_same_v<Out, float> ? ", FP32 out" : ", BF16 out");
-    const int64_t rows = e.rows(), weights = e.experts() * N * K;
-    const std::vector<float> x = values_for<In>(random_floats(rows * K, 1));
-    const std::vector<float> w = values_for<In>(random_floats(weights, 2));
-    const std::vector<float> dy = values_for<In>(random_floats(rows * N, 3));
-    const std::vector<float> dw0 = values_for<Out>(random_floats(weights, 4));
-    const DeviceBuffer<In> x_dev = upload(encode<In>(x)), w_dev = upload(encode<In>(w)),
-                           dy_dev = upload(encode<In>(dy));
-    DeviceBuffer<Out> y_dev = upload(encode<Out>(std::vector<float>(rows * N, kNaN)));
-    DeviceBuffer<Out> dx_dev = upload(encode<Out>(std::vector<float>(rows * K, kNaN)));
-    DeviceBuffer<Out> dw_dev = upload(encode<Out>(dw0));
-
-    grouped_linear_forward(context, e.view(), x_dev.data(), w_dev.data(), y_dev.data(), K, N,
-                           stream());
+    auto layer = make_layer<In, Out>(e.rows(), K, N, e.experts() * N * K);
+    LinearResults got;
+    grouped_linear_forward(context, e.view(), layer.x_dev.data(), layer.w_dev.data(),
+                           layer.y_dev.data(), K, N, stream());
     const GroupedGemmPath path = context.last_path();
-    grouped_linear_backward_input(context, e.view(), dy_dev.data(), w_dev.data(), dx_dev.data(),
-                                  K, N, stream());
+    grouped_linear_backward_input(context, e.view(), layer.dy_dev.data(), layer.w_dev.data(),
+                                  layer.dx_dev.data(), K, N, stream());
     EXPECT_EQ(context.last_path(), path) << label;
-    grouped_linear_backward_weight(context, e.view(), dy_dev.data(), x_dev.data(),
-                                   dw_dev.data(), K, N, stream());
+    grouped_linear_backward_weight(context, e.view(), layer.dy_dev.data(), layer.x_dev.data(),
+                                   layer.dw_dev.data(), K, N, stream());
     EXPECT_EQ(context.last_path(), path) << label;
-    const std::vector<float> dw_once = decode(download(dw_dev));
-    grouped_linear_backward_weight(context, e.view(), dy_dev.data(), x_dev.data(),
-                                   dw_dev.data(), K, N, stream());
-
-    std::vector<float> y(rows * N), dx(rows * K), dw = dw0;
-    cpu_forward(e, x, w, y, K, N);
-    cpu_backward_input(e, dy, w, dx, K, N);
-    cpu_backward_weight(e, dy, x, dw, K, N);
-    // A BF16 dw is rounded after each accumulation: the second starts from the GPU's first.
-    std::vector<float> dw_twice = std::is_same_v<Out, float> ? dw : dw_once;
-    cpu_backward_weight(e, dy, x, dw_twice, K, N);
-
-    const double tolerance = std::is_same_v<Out, float> ? fp32_tolerance : kBf16OutTolerance;
-    const std::string on = label + ", " + grouped_gemm_path_name(path) + " path";
-    EXPECT_LT(relative_error(decode(download(y_dev)), y), tolerance) << "forward, " << on;
-    EXPECT_LT(relative_error(decode(download(dx_dev)), dx), tolerance)
-        << "backward input, " << on;
-    EXPECT_LT(relative_error(dw_once, dw), tolerance) << "backward weight, " << on;
-    EXPECT_LT(relative_error(decode(download(dw_dev)), dw_twice), tolerance)
-        << "backward weight accumulated twice, " << on;
+    got.dw_once = decode(download(layer.dw_dev));
+    grouped_linear_backward_weight(context, e.view(), layer.dy_dev.data(), layer.x_dev.data(),
+                                   layer.dw_dev.data(), K, N, stream());
+    got.y = decode(download(layer.y_dev));
+    got.dx = decode(download(layer.dx_dev));
+    got.dw_twice = decode(download(layer.dw_dev));
+    expect_layer_matches(layer, got, CpuGroupedLinear{e, K, N},
+                         tolerance_for<Out>(fp32_tolerance),
+                         label + ", " + grouped_gemm_path_name(path) + " path");
     return path;
   }
 };
