@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/thread_scratch.h"
+#include "kernels/routing_checks.h"
 
 namespace baleine::kernels {
 namespace {
@@ -18,15 +19,6 @@ namespace {
 // Below this many scores a parallel region costs more than it saves.
 constexpr int64_t kParallelElements = 1 << 14;
 
-
-void check_shape(RoutingShape shape, const char* op) {
-  if (shape.tokens < 0 || shape.experts <= 0 || shape.top_k <= 0 ||
-      shape.top_k > shape.experts) {
-    throw std::invalid_argument(std::string(op) + ": need 0 < top_k <= experts, got top_k=" +
-                                std::to_string(shape.top_k) +
-                                " experts=" + std::to_string(shape.experts));
-  }
-}
 
 // s = sigmoid(x) or softmax(x) over one token's experts. The softmax subtracts the max
 // (overflow) and sums in double so float and double scores differ only by the final rounding.
@@ -44,26 +36,6 @@ void score_row(const T* logits, T* scores, int64_t experts, ScoreFunction score)
   }
   const double inverse = 1.0 / total;
   for (int64_t e = 0; e < experts; ++e) scores[e] = T(scores[e] * inverse);
-}
-
-// Node-limited routing needs consistent options; they are checked once per call, not per token.
-void check_groups(RoutingShape shape, RoutingOptions options, const char* op) {
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument(
-        std::string(op) + ": " + what + " (experts=" + std::to_string(shape.experts) +
-        " groups=" + std::to_string(options.groups) +
-        " max_groups=" + std::to_string(options.max_groups) +
-        " top_k=" + std::to_string(shape.top_k) + ")");
-  };
-  if (options.groups <= 0) fail("need groups >= 1");
-  if (shape.experts % options.groups != 0) fail("experts must split into equal groups");
-  if (options.max_groups < 0 || options.max_groups > options.groups) {
-    fail("need 0 <= max_groups <= groups (0 = no limit)");
-  }
-  if (options.max_groups > 0 &&
-      shape.top_k > options.max_groups * (shape.experts / options.groups)) {
-    fail("top_k exceeds the max_groups * experts/groups experts a token can reach");
-  }
 }
 
 // Adds (key, index) to a list of the best `capacity` so far, kept in descending key order.
@@ -246,15 +218,6 @@ void routing_backward(const T* dweights, const T* dscores_extra, const T* scores
 // loss_seq = Σ_e f_e·P_e = 1/L·Σ_t (Σ_e f_e·s[t,e]) / Z_t. The last form lets the forward and
 // backward share one per-token pass once f is known.
 namespace {
-
-void check_sequences(RoutingShape shape, int64_t seq_len, const char* op) {
-  check_shape(shape, op);
-  if (seq_len <= 0 || shape.tokens % seq_len != 0) {
-    throw std::invalid_argument(std::string(op) + ": tokens (" + std::to_string(shape.tokens) +
-                                ") must be a positive multiple of seq_len (" +
-                                std::to_string(seq_len) + ")");
-  }
-}
 
 // f_e for the sequence starting at token `first`.
 void expert_fractions(const int32_t* chosen, int64_t first, int64_t seq_len, RoutingShape shape,

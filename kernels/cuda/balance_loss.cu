@@ -17,7 +17,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
-#include "kernels/cuda/routing_checks.h"
+#include "kernels/routing_checks.h"
 
 namespace baleine::kernels::cuda {
 namespace {

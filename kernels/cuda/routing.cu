@@ -23,7 +23,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
-#include "kernels/cuda/routing_checks.h"
+#include "kernels/routing_checks.h"
 
 namespace baleine::kernels::cuda {
 namespace {
@@ -37,7 +37,7 @@ constexpr int kMaxExperts = 8 * kWarp;
 constexpr int kMaxTopK = kWarp;
 constexpr int kMaxGroups = kWarp;
 
-// ---- validation (this backend's limits; the CPU's checks are in routing_checks.h) ------------
+// ---- validation (this backend's limits; shared checks: kernels/routing_checks.h) -------------
 
 void check_warp_limits(RoutingShape shape, int64_t groups, const char* op) {
   if (shape.experts > kMaxExperts || shape.top_k > kMaxTopK || groups > kMaxGroups) {

@@ -1,14 +1,14 @@
 #pragma once
-// The argument checks of kernels/routing.h's ops, with the CPU's std::invalid_argument
-// messages, shared by the CUDA routing files (routing.cu, balance_loss.cu). The same functions
-// as kernels/cpu/routing.cpp's; backend limits are checked by each file on top of these.
+// The argument checks of kernels/routing.h's ops (std::invalid_argument naming the op and the
+// values), shared by the CPU kernels (kernels/cpu/routing.cpp) and the CUDA ones
+// (kernels/cuda/routing.cu, balance_loss.cu); a backend's own limits are checked on top.
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/routing.h"
 
-namespace baleine::kernels::cuda {
+namespace baleine::kernels {
 
 inline void check_shape(RoutingShape shape, const char* op) {
   if (shape.tokens < 0 || shape.experts <= 0 || shape.top_k <= 0 ||
@@ -48,4 +48,4 @@ inline void check_sequences(RoutingShape shape, int64_t seq_len, const char* op)
   }
 }
 
-}  // namespace baleine::kernels::cuda
+}  // namespace baleine::kernels
