@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
@@ -178,7 +179,7 @@ void seq_balance_loss_forward(const float* scores, const int32_t* chosen, Routin
     BALEINE_CUDA_CALL(cudaMemsetAsync(loss, 0, sizeof(double), stream));
     return;
   }
-  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % alignof(double) != 0) {
+  if (workspace == nullptr || !is_aligned(workspace, alignof(double))) {
     throw std::invalid_argument(
         "seq_balance_loss_forward: needs an 8-byte aligned workspace of "
         "seq_balance_loss_forward_workspace_bytes() bytes");

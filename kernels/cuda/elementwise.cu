@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/launch.cuh"
@@ -21,10 +22,6 @@ namespace baleine::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-bool aligned(const void* p, uintptr_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
 
 // How many whole float4 steps the vector loop takes (0: scalar loop only).
 int64_t vector_steps(int64_t n, bool vectorizable) { return vectorizable ? n / 4 : 0; }
@@ -86,7 +83,8 @@ __global__ void bf16_to_float_kernel(const uint16_t* x, float* out, int64_t n, i
 void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t stream) {
   NvtxRange range("add");
   if (n <= 0) return;
-  const int64_t steps = vector_steps(n, aligned(a, 16) && aligned(b, 16) && aligned(out, 16));
+  const int64_t steps =
+      vector_steps(n, is_aligned(a, 16) && is_aligned(b, 16) && is_aligned(out, 16));
   add_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(a, b, out, n,
                                                                                   steps);
   BALEINE_CUDA_LAUNCH_CHECK();
@@ -95,7 +93,7 @@ void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t str
 void float_to_bf16(const float* x, uint16_t* out, int64_t n, cudaStream_t stream) {
   NvtxRange range("float_to_bf16");
   if (n <= 0) return;
-  const int64_t steps = vector_steps(n, aligned(x, 16) && aligned(out, 8));
+  const int64_t steps = vector_steps(n, is_aligned(x, 16) && is_aligned(out, 8));
   float_to_bf16_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(
       x, out, n, steps);
   BALEINE_CUDA_LAUNCH_CHECK();
@@ -104,7 +102,7 @@ void float_to_bf16(const float* x, uint16_t* out, int64_t n, cudaStream_t stream
 void bf16_to_float(const uint16_t* x, float* out, int64_t n, cudaStream_t stream) {
   NvtxRange range("bf16_to_float");
   if (n <= 0) return;
-  const int64_t steps = vector_steps(n, aligned(x, 8) && aligned(out, 16));
+  const int64_t steps = vector_steps(n, is_aligned(x, 8) && is_aligned(out, 16));
   bf16_to_float_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(
       x, out, n, steps);
   BALEINE_CUDA_LAUNCH_CHECK();

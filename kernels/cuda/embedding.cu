@@ -19,6 +19,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/launch.cuh"
@@ -133,8 +134,6 @@ __global__ void __launch_bounds__(kBackwardThreads)
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 void embedding_forward(const int32_t* tokens, const float* table, float* out, int64_t n_tokens,
@@ -142,7 +141,7 @@ void embedding_forward(const int32_t* tokens, const float* table, float* out, in
   NvtxRange range("embedding_forward");
   if (n_tokens <= 0 || dim <= 0) return;
   const unsigned blocks = blocks_for(n_tokens, 1);
-  if (dim % 4 == 0 && aligned16(table) && aligned16(out)) {
+  if (dim % 4 == 0 && is_aligned(table, 16) && is_aligned(out, 16)) {
     const int64_t cols = dim / 4;
     gather_rows_kernel<float4><<<blocks, row_threads(cols), 0, stream>>>(
         tokens, reinterpret_cast<const float4*>(table), reinterpret_cast<float4*>(out), n_tokens,

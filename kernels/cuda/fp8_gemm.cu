@@ -33,10 +33,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cuda/alignment.h"
+#include "kernels/cuda/lt_plan.h"
 #include "kernels/fp8_gemm_cuda.h"
 
 namespace baleine::kernels {
 namespace {
+
+using cuda::alignment_of;
+using cuda::LtPlan;
 
 // ---- errors --------------------------------------------------------------------------------
 
@@ -77,15 +82,6 @@ constexpr int64_t kPartialBudgetBytes = int64_t(256) << 20;  // tile loop defaul
 constexpr int kThreads = 256;
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-
-// The largest power of two (≤ 256, cuBLASLt's default assumption) dividing the address, and
-// the batch stride in bytes when the matrices of a strided batch start at p + i·stride.
-uint32_t alignment_of(const void* p, int64_t stride_bytes = 0) {
-  const auto address = reinterpret_cast<uintptr_t>(p) | static_cast<uintptr_t>(stride_bytes);
-  uint32_t alignment = 256;
-  while (alignment > 1 && address % alignment != 0) alignment /= 2;
-  return alignment;
-}
 
 cudaDataType_t cuda_type(Fp8Format format) {
   return format == Fp8Format::kE4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
@@ -172,24 +168,6 @@ struct LtMatmul {
            "] * B[" + std::to_string(k) + "x" + std::to_string(n) + ", " + type(b_type) +
            ", scales " + mode(b_scale_mode) + "] in " + type(d_type) + ", batch " +
            std::to_string(batch);
-  }
-};
-
-// Descriptors and the heuristic's algorithm for one LtMatmul, made once per shape: the
-// heuristic query costs far more host time than the matmul launch.
-struct LtPlan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-
-  LtPlan() = default;
-  LtPlan(const LtPlan&) = delete;
-  LtPlan& operator=(const LtPlan&) = delete;
-  ~LtPlan() {
-    if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
-    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
-    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
   }
 };
 

@@ -25,9 +25,11 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/lt_plan.h"
 #include "kernels/cuda/nvtx.h"
 
 namespace baleine::kernels::cuda {
@@ -35,15 +37,6 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // NVIDIA's advice for Hopper
 constexpr int kThreads = 256;
-
-// The largest power of two (≤ 256, cuBLASLt's default assumption) dividing the address. A
-// submatrix or an expert's rows start less aligned than an allocation; cuBLASLt must be told.
-uint32_t alignment_of(const void* p) {
-  const auto address = reinterpret_cast<uintptr_t>(p);
-  uint32_t alignment = 256;
-  while (alignment > 1 && address % alignment != 0) alignment /= 2;
-  return alignment;
-}
 
 template <typename T>
 constexpr cudaDataType_t data_type() {
@@ -79,22 +72,9 @@ struct LtProblem {
   }
 };
 
-// Descriptors and the heuristic's algorithm for one LtProblem, or cublasGemmEx's word for it.
-struct LtPlan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
+// The cuBLASLt plan of one LtProblem, or cublasGemmEx's word for it.
+struct GemmPlan : LtPlan {
   bool on_cublas = false;  // cuBLASLt has no algorithm: cublasGemmEx runs it
-
-  LtPlan() = default;
-  LtPlan(const LtPlan&) = delete;
-  LtPlan& operator=(const LtPlan&) = delete;
-  ~LtPlan() {
-    if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
-    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
-    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
-  }
 };
 
 void check_lt(cublasStatus_t status, const char* call, const LtProblem& problem) {
@@ -114,7 +94,7 @@ struct GemmContext::State {
   void* workspace = nullptr;
   int64_t device_allocations = 0;
   int64_t plans_on_cublas = 0;
-  std::map<LtProblem::Key, std::unique_ptr<LtPlan>> plans;
+  std::map<LtProblem::Key, std::unique_ptr<GemmPlan>> plans;
 
   State() = default;
   State(const State&) = delete;
@@ -158,12 +138,12 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
 
 // The plan for `problem`, made on its first call. Host work only: no device memory (but for
 // cuBLAS's handle, the first time cuBLASLt has no algorithm).
-LtPlan& plan_for(State& s, const LtProblem& problem) {
+GemmPlan& plan_for(State& s, const LtProblem& problem) {
   const LtProblem::Key key = problem.key();
   const auto found = s.plans.find(key);
   if (found != s.plans.end()) return *found->second;
 
-  auto plan = std::make_unique<LtPlan>();
+  auto plan = std::make_unique<GemmPlan>();
   check_lt(cublasLtMatmulDescCreate(&plan->desc, problem.compute, CUDA_R_32F),
            "cublasLtMatmulDescCreate", problem);
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, problem.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -328,7 +308,7 @@ void run_gemm(State& s, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   p.align_b = alignment_of(A);
   p.align_d = alignment_of(C);
 
-  LtPlan& plan = plan_for(s, p);
+  GemmPlan& plan = plan_for(s, p);
   if (plan.on_cublas) {
     run_on_cublas(s, p, alpha, B, A, beta, C, stream);
     return;

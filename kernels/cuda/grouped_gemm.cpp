@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/grouped_gemm.h"
 #include "kernels/cuda/nvtx.h"
@@ -199,8 +200,6 @@ void collect_problems(State& s, Pass pass, const ExpertRows& rows, const In* act
   }
 }
 
-bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Whether every product suits the grouped kernels (see the header): 16-byte aligned matrices and
 // row strides, a product to form (K > 0: C = beta·C is the loop's job), 32-bit sizes.
 template <typename In, typename Out>
@@ -208,7 +207,7 @@ bool grouped_can_run(const std::vector<ExpertGemm>& problems) {
   constexpr int64_t in_bytes = sizeof(In), out_bytes = sizeof(Out);
   for (const ExpertGemm& p : problems) {
     if (p.K == 0) return false;
-    if (!aligned_16(p.A) || !aligned_16(p.B) || !aligned_16(p.C)) return false;
+    if (!is_aligned(p.A, 16) || !is_aligned(p.B, 16) || !is_aligned(p.C, 16)) return false;
     if ((p.lda * in_bytes) % 16 != 0 || (p.ldb * in_bytes) % 16 != 0 ||
         (p.ldc * out_bytes) % 16 != 0) {
       return false;

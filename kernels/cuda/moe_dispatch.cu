@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
@@ -43,8 +44,6 @@ constexpr int64_t kMaxIndexExperts = 1024;
 constexpr int64_t kMaxTopK = 64;
 
 void fail(const std::string& what) { throw std::invalid_argument(what); }
-
-bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // ---- build_expert_index ----------------------------------------------------------------------
 
@@ -310,7 +309,7 @@ void build_expert_index(const int32_t* chosen, int64_t tokens, int64_t top_k, in
                                       size_t(experts + 1) * sizeof(int32_t), stream));
     return;
   }
-  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % alignof(int32_t) != 0) {
+  if (workspace == nullptr || !is_aligned(workspace, alignof(int32_t))) {
     fail("build_expert_index: needs a 4-byte aligned workspace of "
          "build_expert_index_workspace_bytes() bytes");
   }
@@ -335,7 +334,7 @@ void permute_tokens_forward(const float* x, const int32_t* row_token, float* xe,
   check_rows(rows, 1, dim, "permute_tokens_forward");
   if (rows == 0 || dim == 0) return;
   const unsigned blocks = blocks_for(rows, 1);
-  if (dim % 4 == 0 && aligned_16(x) && aligned_16(xe)) {
+  if (dim % 4 == 0 && is_aligned(x, 16) && is_aligned(xe, 16)) {
     gather_rows<float4><<<blocks, kThreads, 0, stream>>>(reinterpret_cast<const float4*>(x),
                                                          row_token, reinterpret_cast<float4*>(xe),
                                                          rows, dim / 4);
@@ -355,7 +354,7 @@ void permute_tokens_backward(const float* dxe, const int32_t* assignment_row, fl
   }
   if (tokens == 0 || dim == 0) return;
   const unsigned blocks = blocks_for(tokens, 1);
-  if (dim % 4 == 0 && aligned_16(dxe) && aligned_16(dx)) {
+  if (dim % 4 == 0 && is_aligned(dxe, 16) && is_aligned(dx, 16)) {
     sum_token_rows<float4><<<blocks, kThreads, 0, stream>>>(
         reinterpret_cast<const float4*>(dxe), assignment_row, reinterpret_cast<float4*>(dx),
         tokens, static_cast<int>(top_k), dim / 4);
@@ -372,7 +371,7 @@ void combine_forward(const float* ye, const float* weights, const int32_t* assig
   check_rows(tokens, top_k, dim, "combine_forward");
   if (tokens == 0 || dim == 0) return;
   const unsigned blocks = blocks_for(tokens, 1);
-  if (dim % 4 == 0 && aligned_16(ye) && aligned_16(y)) {
+  if (dim % 4 == 0 && is_aligned(ye, 16) && is_aligned(y, 16)) {
     combine_rows<float4><<<blocks, kThreads, 0, stream>>>(
         reinterpret_cast<const float4*>(ye), weights, assignment_row,
         reinterpret_cast<float4*>(y), tokens, static_cast<int>(top_k), dim / 4);

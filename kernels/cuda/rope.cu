@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
@@ -23,8 +24,6 @@ namespace baleine::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
 void require_even_head_dim(const char* op, int64_t head_dim) {
   if (head_dim < 0 || head_dim % 2 != 0)
@@ -85,7 +84,7 @@ void rotate(const char* op, const float* in, float* out, const float* table, int
             int64_t seq, int64_t heads, int64_t head_dim, float sign, cudaStream_t stream) {
   require_even_head_dim(op, head_dim);
   if (batch <= 0 || seq <= 0 || heads <= 0 || head_dim <= 0) return;
-  if (!aligned8(table))
+  if (!is_aligned(table, 8))
     throw std::invalid_argument(std::string(op) + ": the angle table must be 8-byte aligned");
   const int64_t half = head_dim / 2, pairs_per_row = heads * half;
   if (pairs_per_row > INT_MAX)
@@ -95,7 +94,7 @@ void rotate(const char* op, const float* in, float* out, const float* table, int
   const int64_t max_warps = kThreads / kWarp;
   const int threads = static_cast<int>(kWarp * (warps < max_warps ? warps : max_warps));
   const auto* angles = reinterpret_cast<const float2*>(table);
-  if (aligned8(in) && aligned8(out)) {
+  if (is_aligned(in, 8) && is_aligned(out, 8)) {
     rotate_pairs_kernel<true><<<blocks_for(rows, 1), threads, 0, stream>>>(
         in, out, angles, rows, seq, static_cast<int>(pairs_per_row), static_cast<int>(half),
         sign);
@@ -119,7 +118,7 @@ void rope_build_table(float* table, int64_t seq, int64_t head_dim, float theta,
   NvtxRange range("rope_build_table");
   require_even_head_dim("rope_build_table", head_dim);
   if (seq <= 0 || head_dim <= 0) return;
-  if (!aligned8(table))
+  if (!is_aligned(table, 8))
     throw std::invalid_argument("rope_build_table: the angle table must be 8-byte aligned");
   const int64_t half = head_dim / 2;
   build_table_kernel<<<blocks_for(seq * half, kThreads), kThreads, 0, stream>>>(

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/alignment.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/nvtx.h"
@@ -19,8 +20,6 @@ namespace baleine::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // One thread per float4 step, and at least one per value of the scalar tail.
 int64_t launch_items(int64_t n, int64_t steps) {
@@ -78,7 +77,7 @@ __global__ void swiglu_backward_kernel(const float* dh, const float* a, const fl
 void swiglu_forward(const float* a, const float* b, float* h, int64_t n, cudaStream_t stream) {
   NvtxRange range("swiglu_forward");
   if (n <= 0) return;
-  const int64_t steps = aligned16(a) && aligned16(b) && aligned16(h) ? n / 4 : 0;
+  const int64_t steps = is_aligned(a, 16) && is_aligned(b, 16) && is_aligned(h, 16) ? n / 4 : 0;
   swiglu_forward_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(
       a, b, h, n, steps);
   BALEINE_CUDA_LAUNCH_CHECK();
@@ -89,7 +88,8 @@ void swiglu_backward(const float* dh, const float* a, const float* b, float* da,
   NvtxRange range("swiglu_backward");
   if (n <= 0) return;
   const bool vectorizable =
-      aligned16(dh) && aligned16(a) && aligned16(b) && aligned16(da) && aligned16(db);
+      is_aligned(dh, 16) && is_aligned(a, 16) && is_aligned(b, 16) && is_aligned(da, 16) &&
+      is_aligned(db, 16);
   const int64_t steps = vectorizable ? n / 4 : 0;
   swiglu_backward_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(
       dh, a, b, da, db, n, steps);
