@@ -3,6 +3,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,10 @@ int current_device() {
   int device = 0;
   BALEINE_CUDA_CALL(cudaGetDevice(&device));
   return device;
+}
+
+void copy(void* to, const void* from, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (bytes > 0) BALEINE_CUDA_CALL(cudaMemcpyAsync(to, from, bytes, kind, stream));
 }
 
 }  // namespace
@@ -112,7 +117,7 @@ void* DeviceArena::allocate(size_t bytes, cudaStream_t stream) {
     stats_.bytes_reserved += static_cast<int64_t>(size);
   }
   stats_.bytes_in_use += static_cast<int64_t>(size);
-  if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
   return ptr;
 }
 
@@ -173,13 +178,13 @@ bool Event::done() const {
 }
 
 void copy_to_device(void* device, const void* host, size_t bytes, cudaStream_t stream) {
-  if (bytes > 0) BALEINE_CUDA_CALL(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream));
+  copy(device, host, bytes, cudaMemcpyHostToDevice, stream);
 }
 void copy_to_host(void* host, const void* device, size_t bytes, cudaStream_t stream) {
-  if (bytes > 0) BALEINE_CUDA_CALL(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream));
+  copy(host, device, bytes, cudaMemcpyDeviceToHost, stream);
 }
 void copy_on_device(void* to, const void* from, size_t bytes, cudaStream_t stream) {
-  if (bytes > 0) BALEINE_CUDA_CALL(cudaMemcpyAsync(to, from, bytes, cudaMemcpyDeviceToDevice, stream));
+  copy(to, from, bytes, cudaMemcpyDeviceToDevice, stream);
 }
 void fill_zero(void* device, size_t bytes, cudaStream_t stream) {
   if (bytes > 0) BALEINE_CUDA_CALL(cudaMemsetAsync(device, 0, bytes, stream));

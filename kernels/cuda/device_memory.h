@@ -126,8 +126,8 @@ class PinnedBytes {
  public:
   PinnedBytes() = default;
   explicit PinnedBytes(size_t bytes);
-  PinnedBytes(PinnedBytes&& other) noexcept { std::swap(ptr_, other.ptr_), std::swap(bytes_, other.bytes_); }
-  PinnedBytes& operator=(PinnedBytes&& other) noexcept {
+  PinnedBytes(PinnedBytes&& other) noexcept { *this = std::move(other); }
+  PinnedBytes& operator=(PinnedBytes&& other) noexcept {  // other frees what this held
     std::swap(ptr_, other.ptr_);
     std::swap(bytes_, other.bytes_);
     return *this;

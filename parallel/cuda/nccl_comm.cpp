@@ -80,10 +80,10 @@ class NcclRequest final : public Request {
       : comm_(comm), timeout_s_(timeout_s), group_(std::move(group)), group_rank_(group_rank),
         group_size_(group_size), world_rank_(world_rank), operation_(operation), peer_(peer),
         sequence_(sequence) {
-    BALEINE_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
-    BALEINE_CUDA_CHECK(cudaEventRecord(done_, stream));
+    BALEINE_CUDA_CALL(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    BALEINE_CUDA_CALL(cudaEventRecord(done_, stream));
   }
-  ~NcclRequest() override { BALEINE_CUDA_WARN(cudaEventDestroy(done_)); }
+  ~NcclRequest() override { BALEINE_CUDA_CALL_WARN(cudaEventDestroy(done_)); }
   NcclRequest(const NcclRequest&) = delete;
   NcclRequest& operator=(const NcclRequest&) = delete;
 
@@ -127,11 +127,11 @@ class NcclComm final : public CommGroupState {
     }
     // Non-blocking: kernels on the legacy default stream do not wait behind a pending isend;
     // the dependency the other way is made explicit in wait_for_inputs().
-    BALEINE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    BALEINE_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming));
-    BALEINE_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
-    BALEINE_CUDA_CHECK(cudaMalloc(&barrier_token_, sizeof(int)));
-    BALEINE_CUDA_CHECK(cudaMemset(barrier_token_, 0, sizeof(int)));
+    BALEINE_CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    BALEINE_CUDA_CALL(cudaEventCreateWithFlags(&inputs_ready_, cudaEventDisableTiming));
+    BALEINE_CUDA_CALL(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    BALEINE_CUDA_CALL(cudaMalloc(&barrier_token_, sizeof(int)));
+    BALEINE_CUDA_CALL(cudaMemset(barrier_token_, 0, sizeof(int)));
   }
 
   ~NcclComm() override {
@@ -144,10 +144,10 @@ class NcclComm final : public CommGroupState {
                            "aborting its communicator\n", name_.c_str());
       BALEINE_NCCL_WARN(ncclCommAbort(comm_));
     }
-    BALEINE_CUDA_WARN(cudaFree(barrier_token_));
-    BALEINE_CUDA_WARN(cudaEventDestroy(done_));
-    BALEINE_CUDA_WARN(cudaEventDestroy(inputs_ready_));
-    BALEINE_CUDA_WARN(cudaStreamDestroy(stream_));
+    BALEINE_CUDA_CALL_WARN(cudaFree(barrier_token_));
+    BALEINE_CUDA_CALL_WARN(cudaEventDestroy(done_));
+    BALEINE_CUDA_CALL_WARN(cudaEventDestroy(inputs_ready_));
+    BALEINE_CUDA_CALL_WARN(cudaStreamDestroy(stream_));
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Comm_free(&group_);
@@ -282,12 +282,12 @@ class NcclComm final : public CommGroupState {
 
   // Orders this comm's stream after the work already queued on the legacy default stream.
   void wait_for_inputs() {
-    BALEINE_CUDA_CHECK(cudaEventRecord(inputs_ready_, cudaStreamLegacy));
-    BALEINE_CUDA_CHECK(cudaStreamWaitEvent(stream_, inputs_ready_, 0));
+    BALEINE_CUDA_CALL(cudaEventRecord(inputs_ready_, cudaStreamLegacy));
+    BALEINE_CUDA_CALL(cudaStreamWaitEvent(stream_, inputs_ready_, 0));
   }
 
   void wait_for_completion(const char* operation, uint64_t number) {
-    BALEINE_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    BALEINE_CUDA_CALL(cudaEventRecord(done_, stream_));
     wait_under_watchdog(done_, comm_, timeout_s_,
                         {name_, rank_, size_, world_rank_, operation, -1, number});
   }
@@ -347,7 +347,7 @@ std::unique_ptr<Comm> make_nccl_world(MPI_Comm world, int device, double timeout
                                 std::to_string(timeout_s));
   }
   int device_count = 0;
-  BALEINE_CUDA_CHECK(cudaGetDeviceCount(&device_count));
+  BALEINE_CUDA_CALL(cudaGetDeviceCount(&device_count));
   if (device < 0 || device >= device_count) {
     throw std::invalid_argument("make_nccl_world: CUDA device " + std::to_string(device) +
                                 " does not exist (this process sees " +
@@ -355,7 +355,7 @@ std::unique_ptr<Comm> make_nccl_world(MPI_Comm world, int device, double timeout
                                 "); check CUDA_VISIBLE_DEVICES and the ranks per node");
   }
   // NCCL binds a communicator to the device current at init, and the comm's stream too.
-  BALEINE_CUDA_CHECK(cudaSetDevice(device));
+  BALEINE_CUDA_CALL(cudaSetDevice(device));
   MPI_Comm group = MPI_COMM_NULL;
   MPI_Comm_dup(world, &group);  // our own context: no clash with the caller's messages
   ncclComm_t comm = init_with_fresh_unique_id(group);
