@@ -11,7 +11,6 @@
 #include <ostream>
 #include <vector>
 
-#include "kernels/device.h"
 #include "parallel/pipeline_executor.h"
 #include "trainer/cost/flops.h"
 #include "trainer/data/dataset.h"
@@ -79,14 +78,15 @@ std::unique_ptr<RunDir> open_run_dir(const config::RunConfig& c, parallel::Proce
 void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroups& g,
                         const model::ParameterCounts& counts, const optim::AdamW& optimizer,
                         const data::TokenDataset& train, const data::TokenDataset* val,
-                        const std::string& run_dir, std::ostream& out) {
+                        const DeviceFacts& devices, const std::string& run_dir,
+                        std::ostream& out) {
   out << g.topology.describe();
   const int usable = omp_get_num_procs();  // cores this process may run on (its affinity)
   const auto online = static_cast<int>(std::thread::hardware_concurrency());
   out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank (" << usable
       << " of " << online << " cores usable by rank 0, " << g.process.local_size
       << " rank(s) on this node)\n";
-  const int gpus = static_cast<int>(kernels::cuda_devices().size());
+  const int gpus = devices.gpus;
   if (gpus > 0) {
     out << "note: " << gpus << " GPU(s) on this node (rank 0 maps to GPU "
         << parallel::gpu_for_local_rank(g.process.local_rank, gpus)
@@ -184,7 +184,8 @@ std::string describe_resume(const ckpt::Manifest& m, const std::string& dir,
 TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
                    const TrainOptions& options, std::ostream& out) {
   const auto start = Clock::now();
-  run_agreed(*g.world, [&] { require_device(c, this_process_devices()); });
+  const DeviceFacts devices = this_process_devices();
+  run_agreed(*g.world, [&] { require_device(c, devices); });
   const auto& t = c.train;
   const int64_t min_tokens = t.seq_len + 1;
   const auto train_data = data::TokenDataset::open(c.data.train, "data.train", c.where("data.train"),
@@ -214,7 +215,7 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
                          c.parallel.zero == 1, optim::moment_precision(c.precision));
   if (run_dir) {
     print_start_banner(c, g, model.count_parameters(), optimizer, train_data, val_data.get(),
-                       run_dir->path(), out);
+                       devices, run_dir->path(), out);
     out << describe_precision(c, precision);
     if (c.parallel.pp > 1) out << describe_pipeline(c, pipeline) << std::flush;
     for (const auto& kept : run_dir->kept_previous()) {
