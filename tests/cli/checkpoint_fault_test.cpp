@@ -303,17 +303,21 @@ TEST_F(CheckpointFault, Sigusr1ToMpirunStopsEveryRankWithACheckpoint) {
 TEST_F(CheckpointFault, ARankKilledMidRunEndsTheJobAndTheLedgerCountsTheLostWork) {
   constexpr int kTimeout = 10;
   constexpr int64_t kTokensPerStep = 8 * 32;  // global batch x seq_len of tiny_config
-  const std::string args = "--set train.steps=8 --set checkpoint.every=2 --set parallel.dp=2 "
-                           "--set train.micro_batch=2 --set parallel.timeout_s=" +
-                           std::to_string(kTimeout);
+  // Every progress record is written (the default writes one every 30 s), so the steps after
+  // the checkpoint are on record however fast they run.
+  const std::string args = "--set train.steps=8 --set checkpoint.every=4 --set parallel.dp=2 "
+                           "--set train.micro_batch=2 --set ledger.flush_every_s=0.000001 "
+                           "--set parallel.timeout_s=" + std::to_string(kTimeout);
   const std::string run = dir_ + "/run";
   // The uninterrupted run to compare the resumed trajectory with, alongside.
   auto reference = std::async(std::launch::async, [&] { return train(dir_ + "/reference", args, 2); });
-  // Rank 1 exits in the middle of step 6: steps 1-5 are done, the last checkpoint is step 4, so
-  // step 5 (and part of 6) is lost work the ledger must count. (Dying in step 5 would leave
-  // nothing after the step-4 checkpoint to measure the loss by.)
+  // Rank 1 exits in the middle of step 7: the last checkpoint is step 4, so steps 5 and 6 (and
+  // part of 7) are lost work the ledger must count. Step 7, not 6: rank 1 can only start step 7
+  // once rank 0 has joined step 6's collectives, that is, after rank 0 recorded step 5. Dying in
+  // step 6 raced rank 0's record of step 5 (mpirun kills rank 0 when rank 1 exits), and lost
+  // work then read 0 on a loaded machine.
   const auto start = std::chrono::steady_clock::now();
-  const auto killed = train(run, args, 2, "BALEINE_FAULT_INJECT=rank=1,step=6,kind=exit");
+  const auto killed = train(run, args, 2, "BALEINE_FAULT_INJECT=rank=1,step=7,kind=exit");
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(killed.exit_code, 0) << killed.output;
   EXPECT_NE(killed.exit_code, 124) << "the job hung until `timeout` killed it:\n" << killed.output;
@@ -348,7 +352,7 @@ TEST_F(CheckpointFault, ARankKilledMidRunEndsTheJobAndTheLedgerCountsTheLostWork
   EXPECT_EQ(dead.useful_tokens, 4 * kTokensPerStep);  // the work up to the checkpoint counts
   EXPECT_TRUE(ledger.restarts[1].ended);
   EXPECT_EQ(ledger.restarts[1].last.status, "completed");
-  std::printf("rank 1 died in step 6: job ended in %.2f s; %.4f device-s lost\n", seconds, lost);
+  std::printf("rank 1 died in step 7: job ended in %.2f s; %.4f device-s lost\n", seconds, lost);
 }
 
 // ---- Refusals -----------------------------------------------------------------------------
