@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
   std::vector<int32_t> offsets(experts + 1), row_token(rows), assignment_row(rows);
   std::vector<float> xe(static_cast<size_t>(rows * dim)), y(static_cast<size_t>(tokens * dim));
-  std::vector<float> local, back;
+  baleine::kernels::Array<float> local, back;
   baleine::model::ExpertExchange<float> exchange(world.get(), experts, dim);
   baleine::model::ExpertExchange<float>::Plan plan;
 

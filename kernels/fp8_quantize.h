@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/array.h"
 #include "kernels/fp8.h"
 
 namespace baleine::kernels {
@@ -58,8 +59,8 @@ struct Fp8View {
 
 // An owning quantized matrix.
 struct Fp8Matrix {
-  std::vector<uint8_t> codes;
-  std::vector<float> scales;
+  Array<uint8_t> codes;  // in the current memory (kernels/array.h)
+  Array<float> scales;
   int64_t rows = 0, cols = 0;
   Fp8Tile tile;
   Fp8Format format = Fp8Format::kE4M3;

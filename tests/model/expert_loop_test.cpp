@@ -118,7 +118,7 @@ Outcome run_model(const std::string& compute, int threads) {
   out.loss = model.forward(inputs.data(), targets.data(), shape).total();
   model.backward(1.0f);
   omp_set_num_threads(saved);
-  out.grads = model.parameters().grads();
+  out.grads = model.parameters().grads().to_host();
   return out;
 }
 

@@ -19,7 +19,7 @@ TEST(ExpertWire, Fp8RowsCarryTheQuantizersCodesAndPowerOfTwoScales) {
   const int64_t n = 33, dim = 300, tile = 128;  // 3 tiles a row, the last one partial
   auto rows = to_float(random_vector(n * dim, 11));
   for (size_t i = 0; i < rows.size(); i += 53) rows[i] *= 1000;  // spread the scales
-  std::vector<uint8_t> wire;
+  kernels::Array<uint8_t> wire;
   encode_fp8_rows(rows.data(), n, dim, tile, k::Fp8Format::kE4M3, wire);
   EXPECT_EQ(static_cast<int64_t>(wire.size()), n * fp8_wire_row_bytes(dim, tile));
   EXPECT_EQ(fp8_wire_row_bytes(dim, tile), 303);
@@ -42,7 +42,7 @@ TEST(ExpertWire, TinyScalesStayWithinOneByte) {
   // (2^-10 · scale for E4M3) beyond E4M3's 2^-4 relative rounding.
   std::vector<float> rows(128, 1e-40f);
   rows[5] = -3e-40f;
-  std::vector<uint8_t> wire;
+  kernels::Array<uint8_t> wire;
   encode_fp8_rows(rows.data(), 1, 128, 128, k::Fp8Format::kE4M3, wire);
   k::Fp8Matrix received;
   decode_fp8_rows(wire.data(), 1, 128, 128, k::Fp8Format::kE4M3, &received);
@@ -58,7 +58,7 @@ TEST(ExpertWire, TinyScalesStayWithinOneByte) {
 TEST(ExpertWire, Bf16RowsRoundToNearestEven) {
   const int64_t n = 7, dim = 50;
   const auto rows = random_vector(n * dim, 12);
-  std::vector<uint8_t> wire;
+  kernels::Array<uint8_t> wire;
   encode_bf16_rows(rows.data(), n, dim, wire);
   EXPECT_EQ(static_cast<int64_t>(wire.size()), 2 * n * dim);
   std::vector<double> back(rows.size());

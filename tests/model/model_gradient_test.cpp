@@ -47,7 +47,7 @@ void check_model_gradient(const config::ModelSection& m, uint64_t seed) {
   params.zero_grads();
   model.forward(inputs.data(), targets.data(), shape);
   model.backward(1.0);
-  const std::vector<double> analytic = params.grads();
+  const std::vector<double> analytic = params.grads().to_host();
 
   auto loss = [&] { return model.forward(inputs.data(), targets.data(), shape).total(); };
   for (const auto& e : params.entries()) {

@@ -43,7 +43,7 @@ Outcome run(const std::string& compute) {
   Outcome o;
   o.loss = model.forward(inputs.data(), targets.data(), shape).total();
   model.backward(1.0f);
-  o.grads = model.parameters().grads();
+  o.grads = model.parameters().grads().to_host();
   return o;
 }
 

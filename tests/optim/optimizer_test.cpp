@@ -112,12 +112,12 @@ TEST(AdamWMoments, Bf16RunTracksTheFp32Run) {
   config::AdamWSection hyper;  // β1 0.9, β2 0.95, wd 0.1 (the defaults)
   AdamW opt_fp32(hyper, 1.0, fp32.store);
   AdamW opt_bf16(hyper, 1.0, bf16.store, {}, false, MomentPrecision::kBf16);
-  const std::vector<float> start = fp32.store.values();
+  const std::vector<float> start = fp32.store.values().to_host();
   const int64_t steps = 30;
   const double lr = 1e-2;
   std::vector<double> path(start.size(), 0.0);  // Σ_t |update| of the FP32 run, per element
   for (int64_t t = 1; t <= steps; ++t) {
-    const std::vector<float> before = fp32.store.values();
+    const std::vector<float> before = fp32.store.values().to_host();
     set_noisy_quadratic_gradients(fp32.store, t);
     set_noisy_quadratic_gradients(bf16.store, t);
     opt_fp32.step(fp32.store, lr, t);
@@ -304,10 +304,11 @@ TEST(AdamWMoments, ZeroOneShardsBf16MomentsAndMatchesTheUnshardedRunBitwise) {
       AdamW opt(hyper, grad_clip, model.store, groups, /*zero=*/true, MomentPrecision::kBf16);
       state_bytes[rank] = opt.state_bytes();
       for (int64_t t = 1; t <= kSteps; ++t) {
-        model.store.grads() = rank_gradients(total, rank, t);
+        const std::vector<float> g = rank_gradients(total, rank, t);
+        model.store.grads().assign_from_host(g.data(), g.size());
         opt.step(model.store, 1e-2, t);
       }
-      values[rank] = model.store.values();
+      values[rank] = model.store.values().to_host();
     });
   }
   for (std::thread& thread : threads) thread.join();

@@ -1,11 +1,8 @@
 #include "trainer/model/attention_layer.h"
 
-#include "kernels/attention.h"
-#include "kernels/rope.h"
+#include "trainer/model/backend.h"
 
 namespace baleine::model {
-
-namespace k = baleine::kernels;
 
 template <typename T>
 AttentionLayer<T>::AttentionLayer(ParameterStore<T>& store, const std::string& prefix,
@@ -38,9 +35,9 @@ void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   linear_fprop(f, xv, store_.value(wq_), s.q.data(), n, d, d);
   linear_fprop(f, xv, store_.value(wk_), s.k.data(), n, d, d);
   linear_fprop(f, xv, store_.value(wv_), s.v.data(), n, d, d);
-  k::rope_forward(s.q.data(), s.q.data(), shape.batch, shape.seq, h, hd, theta);
-  k::rope_forward(s.k.data(), s.k.data(), shape.batch, shape.seq, h, hd, theta);
-  k::attention_forward(s.q.data(), s.k.data(), s.v.data(), o_.data(), s.lse.data(),
+  ops<T>().rope_forward(s.q.data(), s.q.data(), shape.batch, shape.seq, h, hd, theta);
+  ops<T>().rope_forward(s.k.data(), s.k.data(), shape.batch, shape.seq, h, hd, theta);
+  ops<T>().attention_forward(s.q.data(), s.k.data(), s.v.data(), o_.data(), s.lse.data(),
                        shape.batch, shape.seq, h, hd);
   s.o.store(o_.data(), n, d, f);
   linear_fprop(f, s.o.view(), store_.value(wo_), y, n, d, d);
@@ -57,10 +54,10 @@ void AttentionLayer<T>::backward(const T* dy, T* dx, BatchShape shape,
   const Saved& s = saved_;
 
   linear_dgrad(f, dy, store_.value(wo_), do_.data(), n, d, d, false);
-  k::attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.lse.data(),
+  ops<T>().attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.lse.data(),
                         dq_.data(), dk_.data(), dv_.data(), shape.batch, shape.seq, h, hd);
-  k::rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
-  k::rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);
+  ops<T>().rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
+  ops<T>().rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);
   // dx = dq·Wq + dk·Wk + dv·Wv
   linear_dgrad(f, dq_.data(), store_.value(wq_), dx, n, d, d, false);
   linear_dgrad(f, dk_.data(), store_.value(wk_), dx, n, d, d, true);

@@ -30,10 +30,10 @@ class AttentionLayer {
   // What the forward keeps for the backward. A pipeline holds one per micro-batch in flight and
   // swaps it in around each call (swap_saved), so one layer object serves them all.
   struct Saved {
-    std::vector<T> q, k, v;  // after RoPE, [tokens, dim]
+    Array<T> q, k, v;  // after RoPE, [tokens, dim]
     // Per query row, the log-sum-exp of its attention scores [batch, heads, seq]: the backward
     // recomputes the probabilities from it (kernels/attention.h) instead of keeping them.
-    std::vector<T> lse;
+    Array<T> lse;
     LinearInput<T> x, o;  // inputs of Wq/Wk/Wv and of Wo, in the projections' format
     void add_bytes(ActivationBytes& b) const {
       b.linear_inputs += x.bytes() + o.bytes();
@@ -54,8 +54,8 @@ class AttentionLayer {
   AttentionConfig config_;
   typename ParameterStore<T>::Handle wq_, wk_, wv_, wo_;
   Saved saved_;
-  std::vector<T> o_;                  // forward temporary
-  std::vector<T> dq_, dk_, dv_, do_;  // backward temporaries
+  Array<T> o_;                  // forward temporary
+  Array<T> dq_, dk_, dv_, do_;  // backward temporaries
 };
 
 }  // namespace baleine::model

@@ -2,8 +2,7 @@
 
 #include <cmath>
 
-#include "kernels/elementwise.h"
-#include "kernels/rmsnorm.h"
+#include "trainer/model/backend.h"
 #include "trainer/model/saved_state.h"
 
 namespace baleine::model {
@@ -85,14 +84,14 @@ void TransformerBlock<T>::forward(const T* x, T* out, BatchShape shape) {
   s.rstd1.resize(n);
   s.rstd2.resize(n);
 
-  k::rmsnorm_forward(x, store_.value(norm1_), normed_.data(), s.rstd1.data(), n, dim_, norm_eps_);
+  ops<T>().rmsnorm_forward(x, store_.value(norm1_), normed_.data(), s.rstd1.data(), n, dim_, norm_eps_);
   attention_.forward(normed_.data(), branch_.data(), shape);
   // h = x + attention branch, normalised for the FFN in the same pass.
-  k::residual_rmsnorm_forward(x, branch_.data(), s.h.data(), store_.value(norm2_),
+  ops<T>().residual_rmsnorm_forward(x, branch_.data(), s.h.data(), store_.value(norm2_),
                               normed_.data(), s.rstd2.data(), n, dim_, norm_eps_);
   if (moe_) moe_->forward(normed_.data(), branch_.data(), shape);
   else mlp_->forward(normed_.data(), branch_.data(), n);
-  k::add(s.h.data(), branch_.data(), out, nd);
+  ops<T>().add(s.h.data(), branch_.data(), out, nd);
 }
 
 template <typename T>
@@ -107,12 +106,12 @@ void TransformerBlock<T>::backward(const T* dout, const T* x, T* dx, BatchShape 
   if (moe_) moe_->backward(dout, dbranch_.data(), shape, loss_scale, weight_grads);
   else mlp_->backward(dout, dbranch_.data(), n, weight_grads);
   // dh = the norm's input gradient + dout, which also reaches h through the residual.
-  k::rmsnorm_backward(dbranch_.data(), s.h.data(), store_.value(norm2_), s.rstd2.data(),
+  ops<T>().rmsnorm_backward(dbranch_.data(), s.h.data(), store_.value(norm2_), s.rstd2.data(),
                       dh_.data(), store_.grad(norm2_), n, dim_, dout);
 
   // Attention branch.
   attention_.backward(dh_.data(), dbranch_.data(), shape, weight_grads);
-  k::rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), s.rstd1.data(), dx,
+  ops<T>().rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), s.rstd1.data(), dx,
                       store_.grad(norm1_), n, dim_, dh_.data());
 }
 

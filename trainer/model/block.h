@@ -25,7 +25,7 @@ class TransformerBlock {
   // saved_state.h): one per micro-batch in flight.
   // (The norms' outputs are not kept: each Linear keeps its own input, in its format.)
   struct Saved {
-    std::vector<T> rstd1, h, rstd2;
+    Array<T> rstd1, h, rstd2;
     typename AttentionLayer<T>::Saved attention;
     typename SwiGluMlp<T>::Saved mlp;
     typename MoeLayer<T>::Saved moe;
@@ -58,8 +58,8 @@ class TransformerBlock {
   std::unique_ptr<MoeLayer<T>> moe_;
 
   Saved saved_;
-  std::vector<T> normed_, branch_;  // forward temporaries: a norm's and a branch's output
-  std::vector<T> dbranch_, dh_;  // backward temporaries
+  Array<T> normed_, branch_;  // forward temporaries: a norm's and a branch's output
+  Array<T> dbranch_, dh_;  // backward temporaries
 };
 
 }  // namespace baleine::model

@@ -86,13 +86,31 @@ void ExpertExchange<T>::move(const Plan& plan, bool to_experts, const void* send
     counts[i].resize(static_cast<size_t>(peers));
     for (int64_t p = 0; p < peers; ++p) counts[i][p] = (*rows[i])[p] * units;
   }
-  group_->alltoallv(send, counts[0].data(), counts[1].data(), recv, counts[2].data(),
-                    counts[3].data(), type);
+  kernels::Memory& memory = kernels::current_memory();
+  if (memory.is_host()) {
+    group_->alltoallv(send, counts[0].data(), counts[1].data(), recv, counts[2].data(),
+                      counts[3].data(), type);
+    return;
+  }
+  // Rows in device memory travel through host copies (the MPI path; NCCL's all-to-all on
+  // device buffers is parallel/cuda's).
+  const size_t unit = parallel::dtype_size(type);
+  int64_t send_units = 0, recv_units = 0;
+  for (int64_t p = 0; p < peers; ++p) {
+    send_units = std::max(send_units, counts[1][p] + counts[0][p]);
+    recv_units = std::max(recv_units, counts[3][p] + counts[2][p]);
+  }
+  std::vector<uint8_t> host_send(static_cast<size_t>(send_units) * unit);
+  std::vector<uint8_t> host_recv(static_cast<size_t>(recv_units) * unit);
+  memory.to_host(host_send.data(), send, host_send.size());
+  group_->alltoallv(host_send.data(), counts[0].data(), counts[1].data(), host_recv.data(),
+                    counts[2].data(), counts[3].data(), type);
+  memory.from_host(recv, host_recv.data(), host_recv.size());
 }
 
 template <typename T>
 const T* ExpertExchange<T>::dispatch(const Plan& plan, const T* rows,
-                                     std::vector<T>& out) const {
+                                     kernels::Array<T>& out) const {
   if (is_local()) return rows;
   out.resize(static_cast<size_t>(std::max<int64_t>(plan.received_rows * dim_, 1)));
   move(plan, true, rows, out.data(), dim_, dtype_of<T>());
@@ -101,7 +119,7 @@ const T* ExpertExchange<T>::dispatch(const Plan& plan, const T* rows,
 
 template <typename T>
 const T* ExpertExchange<T>::combine(const Plan& plan, const T* local,
-                                    std::vector<T>& out) const {
+                                    kernels::Array<T>& out) const {
   if (is_local()) return local;
   out.resize(static_cast<size_t>(std::max<int64_t>(plan.sent_rows * dim_, 1)));
   move(plan, false, local, out.data(), dim_, dtype_of<T>());
@@ -111,7 +129,7 @@ const T* ExpertExchange<T>::combine(const Plan& plan, const T* local,
 template <typename T>
 const uint8_t* ExpertExchange<T>::dispatch_bytes(const Plan& plan, const uint8_t* rows,
                                                  int64_t row_bytes,
-                                                 std::vector<uint8_t>& out) const {
+                                                 kernels::Array<uint8_t>& out) const {
   if (is_local()) return rows;
   out.resize(static_cast<size_t>(std::max<int64_t>(plan.received_rows * row_bytes, 1)));
   move(plan, true, rows, out.data(), row_bytes, parallel::DType::kByte);
@@ -121,7 +139,7 @@ const uint8_t* ExpertExchange<T>::dispatch_bytes(const Plan& plan, const uint8_t
 template <typename T>
 const uint8_t* ExpertExchange<T>::combine_bytes(const Plan& plan, const uint8_t* local,
                                                 int64_t row_bytes,
-                                                std::vector<uint8_t>& out) const {
+                                                kernels::Array<uint8_t>& out) const {
   if (is_local()) return local;
   out.resize(static_cast<size_t>(std::max<int64_t>(plan.sent_rows * row_bytes, 1)));
   move(plan, false, local, out.data(), row_bytes, parallel::DType::kByte);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/array.h"
 #include "parallel/comm.h"
 
 namespace baleine::model {
@@ -52,16 +53,16 @@ class ExpertExchange {
 
   // rows [sent rows, dim] in global-expert order → out [local_rows, dim], source-major.
   // Returns `rows` itself when local (no copy), else out.data().
-  const T* dispatch(const Plan& plan, const T* rows, std::vector<T>& out) const;
+  const T* dispatch(const Plan& plan, const T* rows, kernels::Array<T>& out) const;
   // local [local_rows, dim] source-major → out [sent rows, dim] in the original row order.
-  const T* combine(const Plan& plan, const T* local, std::vector<T>& out) const;
+  const T* combine(const Plan& plan, const T* local, kernels::Array<T>& out) const;
 
   // The same two moves for rows of any encoding, row_bytes bytes each (BF16 or FP8 payloads,
   // model/expert_wire.h). Returns `rows` itself when local, else out.data().
   const uint8_t* dispatch_bytes(const Plan& plan, const uint8_t* rows, int64_t row_bytes,
-                                std::vector<uint8_t>& out) const;
+                                kernels::Array<uint8_t>& out) const;
   const uint8_t* combine_bytes(const Plan& plan, const uint8_t* local, int64_t row_bytes,
-                               std::vector<uint8_t>& out) const;
+                               kernels::Array<uint8_t>& out) const;
 
  private:
   // One alltoallv of whole rows, `units` elements of `type` per row; to_experts picks the

@@ -7,6 +7,8 @@
 #include <exception>
 #include <vector>
 
+#include "kernels/memory.h"
+
 namespace baleine::model {
 
 namespace {
@@ -53,7 +55,10 @@ bool run_experts_in_parallel(const int64_t* rows, int64_t experts, int threads) 
 
 void detail::for_each_expert(const int64_t* rows, int64_t experts, ExpertWork work,
                              void* context) {
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  // A device backend queues every expert's kernels on one stream, in order: threads would only
+  // contend for it.
+  const bool host = kernels::current_memory().is_host();
+  const int threads = omp_in_parallel() || !host ? 1 : omp_get_max_threads();
   // Sorted once: the same order decides and, if parallel, hands the experts out.
   const std::vector<int64_t>* order = threads >= 2 ? &largest_first(rows, experts) : nullptr;
   if (!order || !balanced_enough(rows, *order, threads)) {

@@ -12,7 +12,7 @@ int64_t fp8_wire_row_bytes(int64_t dim, int64_t tile) { return dim + (dim + tile
 
 template <typename T>
 void encode_fp8_rows(const T* rows, int64_t n, int64_t dim, int64_t tile, k::Fp8Format format,
-                     std::vector<uint8_t>& wire) {
+                     k::Array<uint8_t>& wire) {
   const int64_t tiles = (dim + tile - 1) / tile, row_bytes = dim + tiles;
   wire.resize(static_cast<size_t>(std::max<int64_t>(n * row_bytes, 1)));
   k::Fp8ScaleOptions options;
@@ -48,7 +48,7 @@ void decode_fp8_rows(const uint8_t* wire, int64_t n, int64_t dim, int64_t tile,
 }
 
 template <typename T>
-void encode_bf16_rows(const T* rows, int64_t n, int64_t dim, std::vector<uint8_t>& wire) {
+void encode_bf16_rows(const T* rows, int64_t n, int64_t dim, k::Array<uint8_t>& wire) {
   const int64_t count = n * dim;
   wire.resize(static_cast<size_t>(std::max<int64_t>(2 * count, 1)));
   for (int64_t i = 0; i < count; ++i) {
@@ -69,8 +69,8 @@ void decode_bf16_rows(const uint8_t* wire, int64_t n, int64_t dim, T* rows) {
 
 #define BALEINE_INSTANTIATE(T)                                                                 \
   template void encode_fp8_rows<T>(const T*, int64_t, int64_t, int64_t, k::Fp8Format,         \
-                                   std::vector<uint8_t>&);                                     \
-  template void encode_bf16_rows<T>(const T*, int64_t, int64_t, std::vector<uint8_t>&);       \
+                                   k::Array<uint8_t>&);                                     \
+  template void encode_bf16_rows<T>(const T*, int64_t, int64_t, k::Array<uint8_t>&);       \
   template void decode_bf16_rows<T>(const uint8_t*, int64_t, int64_t, T*);
 BALEINE_INSTANTIATE(float)
 BALEINE_INSTANTIATE(double)

@@ -21,14 +21,14 @@ int64_t fp8_wire_row_bytes(int64_t dim, int64_t tile);
 // [2^-126, 2^120]: each fits one signed exponent byte).
 template <typename T>
 void encode_fp8_rows(const T* rows, int64_t n, int64_t dim, int64_t tile,
-                     kernels::Fp8Format format, std::vector<uint8_t>& wire);
+                     kernels::Fp8Format format, kernels::Array<uint8_t>& wire);
 // FP8 wire rows → an FP8 matrix [n, dim] in 1×tile tiles (codes and scales as sent).
 void decode_fp8_rows(const uint8_t* wire, int64_t n, int64_t dim, int64_t tile,
                      kernels::Fp8Format format, kernels::Fp8Matrix* out);
 
 // rows [n, dim] ↔ BF16 wire rows (2·dim bytes each).
 template <typename T>
-void encode_bf16_rows(const T* rows, int64_t n, int64_t dim, std::vector<uint8_t>& wire);
+void encode_bf16_rows(const T* rows, int64_t n, int64_t dim, kernels::Array<uint8_t>& wire);
 template <typename T>
 void decode_bf16_rows(const uint8_t* wire, int64_t n, int64_t dim, T* rows);
 

@@ -19,10 +19,15 @@
 #include <string>
 #include <vector>
 
+#include "kernels/array.h"
 #include "kernels/fp8_quantize.h"
 #include "trainer/config/config.h"
 
 namespace baleine::model {
+
+// The model's buffers: in the current backend's memory (model/backend.h).
+template <typename T>
+using Array = kernels::Array<T>;
 
 enum class LinearPrecision { kFp32, kBf16, kFp8 };
 
@@ -67,8 +72,8 @@ struct LinearInputView {
 template <typename T>
 struct LinearInput {
   LinearPrecision precision = LinearPrecision::kFp32;
-  std::vector<T> values;
-  std::vector<uint16_t> bf16;
+  kernels::Array<T> values;
+  kernels::Array<uint16_t> bf16;
   kernels::Fp8Matrix fp8;
   int64_t rows = 0, cols = 0;
 

@@ -1,17 +1,12 @@
 #include "trainer/model/model.h"
 
+#include "trainer/model/backend.h"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
-#include "kernels/cross_entropy.h"
-#include "kernels/embedding.h"
-#include "kernels/gemm.h"
-#include "kernels/rmsnorm.h"
-
 namespace baleine::model {
-
-namespace k = baleine::kernels;
 
 namespace {
 constexpr int kWholeModelMicroBatch = 0;
@@ -26,7 +21,8 @@ Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParalle
 template <typename T>
 Model<T>::Model(const config::ModelSection& c, uint64_t seed, const ModelParallelism& parallelism,
                 std::vector<parallel::StageLayers> stages, const PrecisionPlan& precision)
-    : config_(c), precision_(precision), parts_(std::move(stages)) {
+    : backend_(&current_backend()), config_(c), precision_(precision), parts_(std::move(stages)) {
+  ops<T>();  // a backend without a T path fails here, not at the first forward
   bool embedding = false, head = false;
   std::vector<bool> held(static_cast<size_t>(c.layers), false);
   for (const auto& p : parts_) {
@@ -116,6 +112,7 @@ template <typename T>
 ForwardResult Model<T>::forward_part(int part, int micro_batch, const int32_t* inputs,
                                      const int32_t* targets, const T* x_in, T* x_out,
                                      BatchShape shape) {
+  const BackendScope scope(*backend_);
   const auto& p = parts_.at(static_cast<size_t>(part));
   const int64_t n = shape.tokens(), d = config_.hidden, v = config_.vocab_size;
   MicroBatch& mb = start(part, micro_batch);
@@ -125,10 +122,11 @@ ForwardResult Model<T>::forward_part(int part, int micro_batch, const int32_t* i
   mb.blocks.resize(static_cast<size_t>(p.layers));
 
   if (p.has_embedding) {
-    mb.inputs.assign(inputs, inputs + n);
-    k::embedding_forward(inputs, store_.value(embedding_), mb.stream[0].data(), n, d);
+    mb.inputs.assign_from_host(inputs, static_cast<size_t>(n));
+    ops<T>().embedding_forward(mb.inputs.data(), store_.value(embedding_), mb.stream[0].data(), n,
+                               d);
   } else {
-    std::copy(x_in, x_in + n * d, mb.stream[0].data());
+    mb.stream[0].assign_from_host(x_in, static_cast<size_t>(n * d));
   }
   ForwardResult result;
   for (int64_t i = 0; i < p.layers; ++i) {
@@ -141,24 +139,26 @@ ForwardResult Model<T>::forward_part(int part, int micro_batch, const int32_t* i
   }
   const T* out = mb.stream.back().data();
   if (!p.has_head) {
-    std::copy(out, out + n * d, x_out);
+    backend_->memory->to_host(x_out, out, static_cast<size_t>(n * d) * sizeof(T));
     return result;
   }
-  mb.targets.assign(targets, targets + n);
+  mb.targets.assign_from_host(targets, static_cast<size_t>(n));
   mb.xf.resize(n * d);
   mb.rstd_f.resize(n);
   mb.logits.resize(n * v);
   mb.lse.resize(n);
-  k::rmsnorm_forward(out, store_.value(final_norm_), mb.xf.data(), mb.rstd_f.data(), n, d,
+  ops<T>().rmsnorm_forward(out, store_.value(final_norm_), mb.xf.data(), mb.rstd_f.data(), n, d,
                      static_cast<T>(config_.norm_eps));
-  k::linear_forward(mb.xf.data(), store_.value(head_), mb.logits.data(), n, d, v);
-  result.loss = k::cross_entropy_forward(mb.logits.data(), targets, mb.lse.data(), n, v);
+  ops<T>().linear_forward(mb.xf.data(), store_.value(head_), mb.logits.data(), n, d, v);
+  result.loss =
+      ops<T>().cross_entropy_forward(mb.logits.data(), mb.targets.data(), mb.lse.data(), n, v);
   return result;
 }
 
 template <typename T>
 void Model<T>::backward_part(int part, int micro_batch, const T* dx_out, T* dx_in, T loss_scale,
                              bool split) {
+  const BackendScope scope(*backend_);
   const auto& p = parts_.at(static_cast<size_t>(part));
   MicroBatch& mb = find(part, micro_batch);
   WeightGradQueue<T>* queue = split ? &mb.weight_grads : nullptr;
@@ -169,18 +169,18 @@ void Model<T>::backward_part(int part, int micro_batch, const T* dx_out, T* dx_i
   if (p.has_head) {
     dlogits_.resize(n * v);
     dxf_.resize(n * d);
-    k::cross_entropy_backward(mb.logits.data(), mb.targets.data(), mb.lse.data(),
+    ops<T>().cross_entropy_backward(mb.logits.data(), mb.targets.data(), mb.lse.data(),
                               static_cast<T>(loss_scale / static_cast<T>(n)), dlogits_.data(), n,
                               v);
-    k::linear_backward_input(dlogits_.data(), store_.value(head_), dxf_.data(), n, d, v);
+    ops<T>().linear_backward_input(dlogits_.data(), store_.value(head_), dxf_.data(), n, d, v);
     const T* dlogits = kept_for_weight_grad(queue, dlogits_.data(), n * v);
     weight_grad(queue, [=, xf = mb.xf.data()] {
-      k::linear_backward_weight(dlogits, xf, store_.grad(head_), n, d, v);
+      ops<T>().linear_backward_weight(dlogits, xf, store_.grad(head_), n, d, v);
     });
-    k::rmsnorm_backward(dxf_.data(), mb.stream.back().data(), store_.value(final_norm_),
+    ops<T>().rmsnorm_backward(dxf_.data(), mb.stream.back().data(), store_.value(final_norm_),
                         mb.rstd_f.data(), dstream_.data(), store_.grad(final_norm_), n, d);
   } else {
-    std::copy(dx_out, dx_out + n * d, dstream_.data());
+    dstream_.assign_from_host(dx_out, static_cast<size_t>(n * d));
   }
   for (int64_t i = p.layers; i-- > 0;) {
     auto& block = *blocks_[p.first_layer + i];
@@ -194,10 +194,10 @@ void Model<T>::backward_part(int part, int micro_batch, const T* dx_out, T* dx_i
     // The embedding's backward is all weight gradient: a scatter-add of the stream gradient.
     const T* dstream = kept_for_weight_grad(queue, dstream_.data(), n * d);
     weight_grad(queue, [=, ids = mb.inputs.data()] {
-      k::embedding_backward(ids, dstream, store_.grad(embedding_), n, d);
+      ops<T>().embedding_backward(ids, dstream, store_.grad(embedding_), n, d);
     });
   } else {
-    std::copy(dstream_.begin(), dstream_.begin() + n * d, dx_in);
+    backend_->memory->to_host(dx_in, dstream_.data(), static_cast<size_t>(n * d) * sizeof(T));
   }
   if (split) mb.awaiting_w = true;
   else release(part, micro_batch);
@@ -205,6 +205,7 @@ void Model<T>::backward_part(int part, int micro_batch, const T* dx_out, T* dx_i
 
 template <typename T>
 void Model<T>::backward_weight_part(int part, int micro_batch) {
+  const BackendScope scope(*backend_);
   MicroBatch& mb = find(part, micro_batch);
   if (!mb.awaiting_w) {
     throw std::logic_error("Model: W of part " + std::to_string(part) + " micro-batch " +

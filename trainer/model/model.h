@@ -16,6 +16,7 @@
 #include "parallel/stage_assignment.h"
 #include "trainer/config/config.h"
 #include "trainer/model/activation_bytes.h"
+#include "trainer/model/backend.h"
 #include "trainer/model/block.h"
 #include "trainer/model/linear.h"
 #include "trainer/model/parameters.h"
@@ -95,10 +96,10 @@ class Model {
  private:
   struct MicroBatch {  // everything one micro-batch's backward needs, for one part
     BatchShape shape;
-    std::vector<int32_t> inputs, targets;
-    std::vector<std::vector<T>> stream;  // stream[i]: input of the part's block i; last: output
+    Array<int32_t> inputs, targets;
+    std::vector<Array<T>> stream;  // stream[i]: input of the part's block i; last: output
     std::vector<typename TransformerBlock<T>::Saved> blocks;
-    std::vector<T> xf, rstd_f, logits, lse;
+    Array<T> xf, rstd_f, logits, lse;
     WeightGradQueue<T> weight_grads;
     bool awaiting_w = false;  // a split backward ran; its W has not
   };
@@ -107,6 +108,7 @@ class Model {
   void release(int part, int micro_batch);
   void check_whole_model() const;
 
+  Backend* backend_;  // current at construction; made current again for every call
   config::ModelSection config_;
   PrecisionPlan precision_;
   std::vector<parallel::StageLayers> parts_;
@@ -121,7 +123,7 @@ class Model {
   // Released states, still in their map nodes: a new micro-batch reuses one, its buffers and
   // its node, so a warm step allocates nothing.
   std::vector<typename InFlight::node_type> spare_;
-  std::vector<T> dlogits_, dxf_, dstream_, dstream_next_;  // backward temporaries
+  Array<T> dlogits_, dxf_, dstream_, dstream_next_;  // backward temporaries
 };
 
 }  // namespace baleine::model

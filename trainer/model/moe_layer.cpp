@@ -1,11 +1,9 @@
 #include "trainer/model/moe_layer.h"
 
 #include <algorithm>
-#include <cstring>
 #include <numeric>
 
-#include "kernels/elementwise.h"
-#include "kernels/moe_dispatch.h"
+#include "trainer/model/backend.h"
 #include "trainer/model/expert_loop.h"
 #include "trainer/model/expert_wire.h"
 #include "trainer/model/saved_state.h"
@@ -65,19 +63,19 @@ LinearInputView<T> MoeLayer<T>::expert_input(const Saved& s) const {
 
 template <typename T>
 const T* MoeLayer<T>::move_values(const typename ExpertExchange<T>::Plan& plan, bool to_experts,
-                                  const T* rows, std::vector<T>& out) {
+                                  const T* rows, Array<T>& out) {
   if (config_.linear.precision == LinearPrecision::kFp32) {
     return to_experts ? exchange_.dispatch(plan, rows, out) : exchange_.combine(plan, rows, out);
   }
   const int64_t d = config_.dim;
   const int64_t sent = to_experts ? plan.sent_rows : plan.received_rows;
   const int64_t received = to_experts ? plan.received_rows : plan.sent_rows;
-  encode_bf16_rows(rows, sent, d, send_wire_);
+  ops<T>().encode_bf16_rows(rows, sent, d, send_wire_);
   const uint8_t* wire = to_experts
                             ? exchange_.dispatch_bytes(plan, send_wire_.data(), 2 * d, recv_wire_)
                             : exchange_.combine_bytes(plan, send_wire_.data(), 2 * d, recv_wire_);
   out.resize(static_cast<size_t>(std::max<int64_t>(received * d, 1)));
-  decode_bf16_rows(wire, received, d, out.data());
+  ops<T>().decode_bf16_rows(wire, received, d, out.data());
   return out.data();
 }
 
@@ -92,20 +90,21 @@ void MoeLayer<T>::dispatch_inputs(Saved& s, const T* xe) {
       break;
     case LinearPrecision::kBf16: {
       row_bytes = 2 * d;
-      encode_bf16_rows(xe, sent, d, send_wire_);
+      ops<T>().encode_bf16_rows(xe, sent, d, send_wire_);
       const uint8_t* wire = exchange_.dispatch_bytes(s.plan, send_wire_.data(), row_bytes,
                                                      recv_wire_);
       s.expert_x.allocate(received, d, f);
-      std::memcpy(s.expert_x.bf16.data(), wire, static_cast<size_t>(received * row_bytes));
+      ops<T>().memory().copy(s.expert_x.bf16.data(), wire,
+                             static_cast<size_t>(received * row_bytes));
       break;
     }
     case LinearPrecision::kFp8: {
       row_bytes = fp8_wire_row_bytes(d, f.tile);
-      encode_fp8_rows(xe, sent, d, f.tile, f.forward_format, send_wire_);
+      ops<T>().encode_fp8_rows(xe, sent, d, f.tile, f.forward_format, send_wire_);
       const uint8_t* wire = exchange_.dispatch_bytes(s.plan, send_wire_.data(), row_bytes,
                                                      recv_wire_);
       s.expert_x.allocate(received, d, f);
-      decode_fp8_rows(wire, received, d, f.tile, f.forward_format, &s.expert_x.fp8);
+      ops<T>().decode_fp8_rows(wire, received, d, f.tile, f.forward_format, &s.expert_x.fp8);
       break;
     }
   }
@@ -129,28 +128,34 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   s.assignment_row.resize(rows);
   // Under FP32 Linears the permuted rows may be the experts' input itself (kept); otherwise
   // they only feed the encoder.
-  std::vector<T>& xe = fp32 ? s.xe : xe_;
+  Array<T>& xe = fp32 ? s.xe : xe_;
   xe.resize(rows * d);
 
   // Gating stays out of FP8 (DeepSeek-V3 keeps it in high precision).
   s.gate_x.store(x, n, d, config_.gate_linear);
   linear_fprop(config_.gate_linear, s.gate_x.view(), store_.value(gate_), logits_.data(), n, d,
                e);
-  k::routing_forward(logits_.data(), bias_.data(), s.scores.data(), s.chosen.data(),
+  bias_in_memory_.assign_from_host(bias_.data(), bias_.size());
+  ops<T>().routing_forward(logits_.data(), bias_in_memory_.data(), s.scores.data(), s.chosen.data(),
                      s.weights.data(), rs, config_.routing);
   aux_loss_ = config_.seq_aux_alpha > 0
-                  ? k::seq_balance_loss_forward(s.scores.data(), s.chosen.data(), rs, shape.seq,
+                  ? ops<T>().seq_balance_loss_forward(s.scores.data(), s.chosen.data(), rs, shape.seq,
                                                 config_.seq_aux_alpha)
                   : 0.0;
-  k::build_expert_index(s.chosen.data(), n, kk, e, s.offsets.data(), s.row_token.data(),
+  ops<T>().build_expert_index(s.chosen.data(), n, kk, e, s.offsets.data(), s.row_token.data(),
                         s.assignment_row.data());
+  // The one host read of the routing: how many rows each expert gets.
+  offsets_on_host_.resize(static_cast<size_t>(e + 1));
+  ops<T>().memory().to_host(offsets_on_host_.data(), s.offsets.data(),
+                            offsets_on_host_.size() * sizeof(int32_t));
+  const int32_t* offsets = offsets_on_host_.data();
   if (counting_) {
-    for (int64_t ex = 0; ex < e; ++ex) load_[ex] += s.offsets[ex + 1] - s.offsets[ex];
+    for (int64_t ex = 0; ex < e; ++ex) load_[ex] += offsets[ex + 1] - offsets[ex];
   }
-  k::permute_tokens_forward(x, s.row_token.data(), xe.data(), rows, d);
+  ops<T>().permute_tokens_forward(x, s.row_token.data(), xe.data(), rows, d);
 
   // Dispatch: rows travel to the ranks holding their experts.
-  exchange_.plan(s.offsets.data(), s.plan);
+  exchange_.plan(offsets, s.plan);
   dispatch_inputs(s, xe.data());
   const int64_t local_rows = s.plan.received_rows;
   if (counting_) rows_received_ += local_rows;
@@ -174,12 +179,12 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   if (counting_) {
     combine_bytes_ += local_rows * d * (fp32 ? static_cast<int64_t>(sizeof(T)) : 2);
   }
-  k::combine_forward(s.ye, s.weights.data(), s.assignment_row.data(), y, n, kk, d);
+  ops<T>().combine_forward(s.ye, s.weights.data(), s.assignment_row.data(), y, n, kk, d);
 
   if (!shared_.empty()) {
     shared_out_.resize(n * d);
     shared_[0].forward(x, shared_out_.data(), n);
-    k::add(y, shared_out_.data(), y, n * d);
+    ops<T>().add(y, shared_out_.data(), y, n * d);
   }
 }
 
@@ -197,7 +202,7 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
   dlogits_.resize(n * e);
   dtmp_.resize(n * d);
 
-  k::combine_backward(dy, s.ye, s.weights.data(), s.assignment_row.data(), dye_.data(),
+  ops<T>().combine_backward(dy, s.ye, s.weights.data(), s.assignment_row.data(), dye_.data(),
                       dweights_.data(), n, kk, d);
   // The output gradients take the dispatch path to the experts, the input gradients the
   // combine path back.
@@ -217,16 +222,16 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
     }
   });
   const T* dxe = move_values(s.plan, false, dlocal_x_.data(), dxe_buffer_);
-  k::permute_tokens_backward(dxe, s.row_token.data(), dx, rows, n, d);
+  ops<T>().permute_tokens_backward(dxe, s.row_token.data(), dx, rows, n, d);
 
   const T* dscores_extra = nullptr;
   if (config_.seq_aux_alpha > 0) {
     dscores_.assign(n * e, T(0));
-    k::seq_balance_loss_backward(s.scores.data(), s.chosen.data(), rs, shape.seq,
+    ops<T>().seq_balance_loss_backward(s.scores.data(), s.chosen.data(), rs, shape.seq,
                                  config_.seq_aux_alpha, aux_loss_grad, dscores_.data());
     dscores_extra = dscores_.data();
   }
-  k::routing_backward(dweights_.data(), dscores_extra, s.scores.data(), s.chosen.data(),
+  ops<T>().routing_backward(dweights_.data(), dscores_extra, s.scores.data(), s.chosen.data(),
                       dlogits_.data(), rs, config_.routing);
   // dx += dlogits·Wgate
   linear_dgrad(fg, dlogits_.data(), store_.value(gate_), dx, n, d, e, true);
@@ -256,7 +261,7 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
 
   if (!shared_.empty()) {
     shared_[0].backward(dy, dtmp_.data(), n, weight_grads);
-    k::add(dx, dtmp_.data(), dx, n * d);
+    ops<T>().add(dx, dtmp_.data(), dx, n * d);
   }
 }
 

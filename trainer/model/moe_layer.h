@@ -51,14 +51,14 @@ class MoeLayer {
 
   // What the forward keeps for the backward (one per micro-batch in flight; see swap_saved).
   struct Saved {
-    std::vector<T> scores, weights, xe, local_x_buffer, local_y, ye_buffer;
+    Array<T> scores, weights, xe, local_x_buffer, local_y, ye_buffer;
     // local_x / ye point into the buffers above, or at xe / local_y when the exchange is local
     // (under FP32 Linears; BF16/FP8 ones keep the received rows in expert_x instead)
     const T* local_x = nullptr;
     const T* ye = nullptr;
     LinearInput<T> expert_x;  // the rows the local experts received, as they arrived
     LinearInput<T> gate_x;    // the layer's input, for the gate's Wgrad
-    std::vector<int32_t> chosen, offsets, row_token, assignment_row;
+    Array<int32_t> chosen, offsets, row_token, assignment_row;
     typename ExpertExchange<T>::Plan plan;
     std::vector<int64_t> expert_rows;       // [local expert] rows over all its segments
     MlpActivations<T> experts;              // of every received row
@@ -112,6 +112,8 @@ class MoeLayer {
   ExpertExchange<T> exchange_;
   std::vector<SwiGluMlp<T>> shared_;  // zero or one MLP holding all shared experts
   std::vector<T> bias_;
+  Array<T> bias_in_memory_;               // bias_, where the routing kernel reads it
+  std::vector<int32_t> offsets_on_host_;  // the last forward's expert offsets
   std::vector<int64_t> load_;
   int64_t rows_received_ = 0, dispatch_bytes_ = 0, combine_bytes_ = 0;
   bool counting_ = true;
@@ -120,7 +122,7 @@ class MoeLayer {
   // Rows of T values to the experts (to_experts) or back, as T under FP32 Linears, else as
   // BF16. Returns the received rows (`rows` itself when local and FP32).
   const T* move_values(const typename ExpertExchange<T>::Plan& plan, bool to_experts,
-                       const T* rows, std::vector<T>& out);
+                       const T* rows, Array<T>& out);
   // The forward dispatch of the permuted rows xe; leaves the received rows in s.local_x
   // (FP32) or s.expert_x.
   void dispatch_inputs(Saved& s, const T* xe);
@@ -128,11 +130,11 @@ class MoeLayer {
   MlpWeights<T> expert_weights(int64_t j) const;
 
   Saved saved_;
-  std::vector<T> logits_, shared_out_, xe_;  // forward temporaries
-  std::vector<uint8_t> send_wire_, recv_wire_;  // encoded rows (expert_wire.h)
+  Array<T> logits_, shared_out_, xe_;  // forward temporaries
+  Array<uint8_t> send_wire_, recv_wire_;  // encoded rows (expert_wire.h)
   // backward temporaries
   MlpGradients<T> expert_grads_;
-  std::vector<T> dlogits_, dscores_, dweights_, dye_, dlocal_y_buffer_, dlocal_x_, dxe_buffer_,
+  Array<T> dlogits_, dscores_, dweights_, dye_, dlocal_y_buffer_, dlocal_x_, dxe_buffer_,
       dtmp_;
 };
 

@@ -39,10 +39,11 @@ void ParameterStore<T>::allocate(uint64_t seed) {
     }
     region.size = n - region.offset;
   }
-  values_.assign(n, T(0));
-  grads_.assign(n, T(0));
+  // Initial values are made on the host (the stream is sequential per name) and then moved to
+  // the store's memory.
+  std::vector<T> initial(static_cast<size_t>(n), T(0));
   for (const auto& e : entries_) {
-    T* v = values_.data() + e.offset;
+    T* v = initial.data() + e.offset;
     switch (e.init) {
       case Init::kOnes: std::fill(v, v + e.size, T(1)); break;
       case Init::kZeros: break;
@@ -53,11 +54,14 @@ void ParameterStore<T>::allocate(uint64_t seed) {
       }
     }
   }
+  values_.assign_from_host(initial.data(), initial.size());
+  grads_.resize(0);
+  grads_.resize(initial.size());
 }
 
 template <typename T>
 void ParameterStore<T>::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), T(0));
+  grads_.memory().zero(grads_.data(), grads_.size() * sizeof(T));
 }
 
 namespace {

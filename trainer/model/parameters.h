@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/array.h"
+
 namespace baleine::model {
 
 enum class Placement {
@@ -69,10 +71,10 @@ class ParameterStore {
   const T* value(Handle h) const { return values_.data() + entries_[h].offset; }
   T* grad(Handle h) { return grads_.data() + entries_[h].offset; }
 
-  std::vector<T>& values() { return values_; }
-  std::vector<T>& grads() { return grads_; }
-  const std::vector<T>& values() const { return values_; }
-  const std::vector<T>& grads() const { return grads_; }
+  kernels::Array<T>& values() { return values_; }
+  kernels::Array<T>& grads() { return grads_; }
+  const kernels::Array<T>& values() const { return values_; }
+  const kernels::Array<T>& grads() const { return grads_; }
   const std::vector<ParameterEntry>& entries() const { return entries_; }
   int64_t total() const { return static_cast<int64_t>(values_.size()); }
   void zero_grads();
@@ -80,8 +82,8 @@ class ParameterStore {
  private:
   std::vector<ParameterEntry> entries_;
   Region replicated_, expert_;
-  std::vector<T> values_;
-  std::vector<T> grads_;
+  kernels::Array<T> values_;  // in the memory current at allocate()
+  kernels::Array<T> grads_;
 };
 
 // A deterministic N(0,1) stream keyed by (seed, name): splitmix64 + Box-Muller, so the bits do

@@ -1,17 +1,14 @@
 #include "trainer/model/swiglu_mlp.h"
 
-#include <algorithm>
+#include "trainer/model/backend.h"
 
-#include "kernels/swiglu.h"
+#include <algorithm>
 
 namespace baleine::model {
 
-namespace k = baleine::kernels;
-
 namespace {
 template <typename T>
-void grow(int64_t rows, int64_t width, std::vector<T>* a, std::vector<T>* b,
-          std::vector<T>* c = nullptr) {
+void grow(int64_t rows, int64_t width, Array<T>* a, Array<T>* b, Array<T>* c = nullptr) {
   const size_t n = static_cast<size_t>(rows * width);
   for (auto* v : {a, b, c}) {
     if (v && v->size() < n) v->resize(n);
@@ -39,15 +36,7 @@ void swiglu_mlp_forward(const LinearFormat& f, const LinearInputView<T>& x, T* y
   T* b = acts.b.data() + first * width;
   linear_fprop(f, x, w.w1, a, rows, dim, width);
   linear_fprop(f, x, w.w3, b, rows, dim, width);
-  // h goes straight into the FP32 cache, or through a scratch row block into the BF16/FP8 one.
-  thread_local std::vector<T> h_scratch;
-  T* h = acts.h.values.data() + first * width;
-  if (acts.h.precision != LinearPrecision::kFp32) {
-    h_scratch.resize(static_cast<size_t>(rows * width));
-    h = h_scratch.data();
-  }
-  k::swiglu_forward(a, b, h, rows * width);
-  if (acts.h.precision != LinearPrecision::kFp32) acts.h.store_rows(first, h, rows, f);
+  ops<T>().swiglu_into_linear_input(a, b, acts.h, first, rows, f);
   linear_fprop(f, acts.h.view().row_slice(first, rows), w.w2, y, rows, width, dim);
 }
 
@@ -57,7 +46,7 @@ void swiglu_mlp_backward_input(const LinearFormat& f, const T* dy, T* dx, int64_
                                const T* b, T* da, T* db, T* dh) {
   if (rows == 0) return;
   linear_dgrad(f, dy, w.w2, dh, rows, width, dim, false);
-  k::swiglu_backward(dh, a, b, da, db, rows * width);
+  ops<T>().swiglu_backward(dh, a, b, da, db, rows * width);
   // dx = da·W1 + db·W3
   linear_dgrad(f, da, w.w1, dx, rows, dim, width, false);
   linear_dgrad(f, db, w.w3, dx, rows, dim, width, true);

@@ -17,7 +17,7 @@ namespace baleine::model {
 // What MLP applications over `rows` rows of width `width` keep for their backward.
 template <typename T>
 struct MlpActivations {
-  std::vector<T> a, b;  // x·W1ᵀ, x·W3ᵀ (the SwiGLU backward reads them)
+  Array<T> a, b;  // x·W1ᵀ, x·W3ᵀ (the SwiGLU backward reads them)
   LinearInput<T> h;     // silu(a) ⊙ b: W2's input, in the Linears' format
   void resize(int64_t rows, int64_t width, const LinearFormat& format);
   void add_bytes(ActivationBytes& bytes) const {
@@ -29,7 +29,7 @@ struct MlpActivations {
 // Backward temporaries: gradients of a, b and h.
 template <typename T>
 struct MlpGradients {
-  std::vector<T> da, db, dh;
+  Array<T> da, db, dh;
   void resize(int64_t rows, int64_t width);
 };
 

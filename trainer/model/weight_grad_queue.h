@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/array.h"
+
 namespace baleine::model {
 
 template <typename T>
@@ -23,7 +25,8 @@ class WeightGradQueue {
   // A copy of n values that lives until run(): backward temporaries are overwritten by the
   // next micro-batch, so the deferred GEMM needs its own.
   const T* keep(const T* data, int64_t n) {
-    kept_.emplace_back(data, data + n);
+    kept_.emplace_back();
+    kept_.back().assign_from(data, static_cast<size_t>(n));
     return kept_.back().data();
   }
   void push(std::function<void()> job) { jobs_.push_back(std::move(job)); }
@@ -41,7 +44,7 @@ class WeightGradQueue {
 
  private:
   std::vector<std::function<void()>> jobs_;
-  std::vector<std::vector<T>> kept_;  // inner buffers never move when the outer one grows
+  std::vector<kernels::Array<T>> kept_;  // inner buffers never move when the outer one grows
 };
 
 // Where a weight-gradient job will read `data` from: in place when it runs now, a kept copy
