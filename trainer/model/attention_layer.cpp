@@ -37,9 +37,14 @@ void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   linear_fprop(f, xv, store_.value(wv_), s.v.data(), n, d, d);
   ops<T>().rope_forward(s.q.data(), s.q.data(), shape.batch, shape.seq, h, hd, theta);
   ops<T>().rope_forward(s.k.data(), s.k.data(), shape.batch, shape.seq, h, hd, theta);
-  ops<T>().attention_forward(s.q.data(), s.k.data(), s.v.data(), o_.data(), s.lse.data(),
-                       shape.batch, shape.seq, h, hd);
-  s.o.store(o_.data(), n, d, f);
+  T* out = o_.data();
+  if (ops<T>().attention_backward_reads_output()) {
+    s.out.resize(nd);
+    out = s.out.data();
+  }
+  ops<T>().attention_forward(s.q.data(), s.k.data(), s.v.data(), out, s.lse.data(), shape.batch,
+                             shape.seq, h, hd);
+  s.o.store(out, n, d, f);
   linear_fprop(f, s.o.view(), store_.value(wo_), y, n, d, d);
 }
 
@@ -54,8 +59,9 @@ void AttentionLayer<T>::backward(const T* dy, T* dx, BatchShape shape,
   const Saved& s = saved_;
 
   linear_dgrad(f, dy, store_.value(wo_), do_.data(), n, d, d, false);
-  ops<T>().attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.lse.data(),
-                        dq_.data(), dk_.data(), dv_.data(), shape.batch, shape.seq, h, hd);
+  ops<T>().attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.out.data(),
+                              s.lse.data(), dq_.data(), dk_.data(), dv_.data(), shape.batch,
+                              shape.seq, h, hd);
   ops<T>().rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
   ops<T>().rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);
   // dx = dq·Wq + dk·Wk + dv·Wv

@@ -35,9 +35,13 @@ class AttentionLayer {
     // recomputes the probabilities from it (kernels/attention.h) instead of keeping them.
     Array<T> lse;
     LinearInput<T> x, o;  // inputs of Wq/Wk/Wv and of Wo, in the projections' format
+    // The attention core's output in T, where the backend's backward reads it
+    // (Ops::attention_backward_reads_output); empty elsewhere.
+    Array<T> out;
     void add_bytes(ActivationBytes& b) const {
       b.linear_inputs += x.bytes() + o.bytes();
-      b.other += vector_bytes(q) + vector_bytes(k) + vector_bytes(v) + vector_bytes(lse);
+      b.other += vector_bytes(q) + vector_bytes(k) + vector_bytes(v) + vector_bytes(lse) +
+                 vector_bytes(out);
     }
   };
   void swap_saved(Saved& other);

@@ -84,11 +84,12 @@ void TransformerBlock<T>::forward(const T* x, T* out, BatchShape shape) {
   s.rstd1.resize(n);
   s.rstd2.resize(n);
 
-  ops<T>().rmsnorm_forward(x, store_.value(norm1_), normed_.data(), s.rstd1.data(), n, dim_, norm_eps_);
+  ops<T>().rmsnorm_forward(x, store_.value(norm1_), normed_.data(), s.rstd1.data(), n, dim_,
+                           norm_eps_);
   attention_.forward(normed_.data(), branch_.data(), shape);
   // h = x + attention branch, normalised for the FFN in the same pass.
   ops<T>().residual_rmsnorm_forward(x, branch_.data(), s.h.data(), store_.value(norm2_),
-                              normed_.data(), s.rstd2.data(), n, dim_, norm_eps_);
+                                    normed_.data(), s.rstd2.data(), n, dim_, norm_eps_);
   if (moe_) moe_->forward(normed_.data(), branch_.data(), shape);
   else mlp_->forward(normed_.data(), branch_.data(), n);
   ops<T>().add(s.h.data(), branch_.data(), out, nd);
@@ -107,12 +108,12 @@ void TransformerBlock<T>::backward(const T* dout, const T* x, T* dx, BatchShape 
   else mlp_->backward(dout, dbranch_.data(), n, weight_grads);
   // dh = the norm's input gradient + dout, which also reaches h through the residual.
   ops<T>().rmsnorm_backward(dbranch_.data(), s.h.data(), store_.value(norm2_), s.rstd2.data(),
-                      dh_.data(), store_.grad(norm2_), n, dim_, dout);
+                            dh_.data(), store_.grad(norm2_), n, dim_, dout);
 
   // Attention branch.
   attention_.backward(dh_.data(), dbranch_.data(), shape, weight_grads);
   ops<T>().rmsnorm_backward(dbranch_.data(), x, store_.value(norm1_), s.rstd1.data(), dx,
-                      store_.grad(norm1_), n, dim_, dh_.data());
+                            store_.grad(norm1_), n, dim_, dh_.data());
 }
 
 template class TransformerBlock<float>;

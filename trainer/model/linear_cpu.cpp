@@ -67,7 +67,9 @@ void store_linear_input(LinearInput<T>& in, int64_t first, const T* x, int64_t c
   switch (in.precision) {
     case LinearPrecision::kFp32: std::copy(x, x + n, in.values.data() + first * cols); break;
     case LinearPrecision::kBf16:
-      for (int64_t i = 0; i < n; ++i) in.bf16[first * cols + i] = k::bf16_encode(static_cast<float>(x[i]));
+      for (int64_t i = 0; i < n; ++i) {
+        in.bf16[first * cols + i] = k::bf16_encode(static_cast<float>(x[i]));
+      }
       break;
     case LinearPrecision::kFp8: {
       const auto options = scale_options(f.forward_format, f.power_of_two);

@@ -148,7 +148,7 @@ ForwardResult Model<T>::forward_part(int part, int micro_batch, const int32_t* i
   mb.logits.resize(n * v);
   mb.lse.resize(n);
   ops<T>().rmsnorm_forward(out, store_.value(final_norm_), mb.xf.data(), mb.rstd_f.data(), n, d,
-                     static_cast<T>(config_.norm_eps));
+                           static_cast<T>(config_.norm_eps));
   ops<T>().linear_forward(mb.xf.data(), store_.value(head_), mb.logits.data(), n, d, v);
   result.loss =
       ops<T>().cross_entropy_forward(mb.logits.data(), mb.targets.data(), mb.lse.data(), n, v);
@@ -170,15 +170,15 @@ void Model<T>::backward_part(int part, int micro_batch, const T* dx_out, T* dx_i
     dlogits_.resize(n * v);
     dxf_.resize(n * d);
     ops<T>().cross_entropy_backward(mb.logits.data(), mb.targets.data(), mb.lse.data(),
-                              static_cast<T>(loss_scale / static_cast<T>(n)), dlogits_.data(), n,
-                              v);
+                                    static_cast<T>(loss_scale / static_cast<T>(n)), dlogits_.data(),
+                                    n, v);
     ops<T>().linear_backward_input(dlogits_.data(), store_.value(head_), dxf_.data(), n, d, v);
     const T* dlogits = kept_for_weight_grad(queue, dlogits_.data(), n * v);
     weight_grad(queue, [=, xf = mb.xf.data()] {
       ops<T>().linear_backward_weight(dlogits, xf, store_.grad(head_), n, d, v);
     });
     ops<T>().rmsnorm_backward(dxf_.data(), mb.stream.back().data(), store_.value(final_norm_),
-                        mb.rstd_f.data(), dstream_.data(), store_.grad(final_norm_), n, d);
+                              mb.rstd_f.data(), dstream_.data(), store_.grad(final_norm_), n, d);
   } else {
     dstream_.assign_from_host(dx_out, static_cast<size_t>(n * d));
   }

@@ -95,7 +95,7 @@ void MoeLayer<T>::dispatch_inputs(Saved& s, const T* xe) {
                                                      recv_wire_);
       s.expert_x.allocate(received, d, f);
       ops<T>().memory().copy(s.expert_x.bf16.data(), wire,
-                             static_cast<size_t>(received * row_bytes));
+                      static_cast<size_t>(received * row_bytes));
       break;
     }
     case LinearPrecision::kFp8: {
@@ -137,17 +137,16 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
                e);
   bias_in_memory_.assign_from_host(bias_.data(), bias_.size());
   ops<T>().routing_forward(logits_.data(), bias_in_memory_.data(), s.scores.data(), s.chosen.data(),
-                     s.weights.data(), rs, config_.routing);
+                           s.weights.data(), rs, config_.routing);
   aux_loss_ = config_.seq_aux_alpha > 0
-                  ? ops<T>().seq_balance_loss_forward(s.scores.data(), s.chosen.data(), rs, shape.seq,
-                                                config_.seq_aux_alpha)
-                  : 0.0;
+                  ? ops<T>().seq_balance_loss_forward(s.scores.data(), s.chosen.data(), rs,
+                                                      shape.seq, config_.seq_aux_alpha) : 0.0;
   ops<T>().build_expert_index(s.chosen.data(), n, kk, e, s.offsets.data(), s.row_token.data(),
-                        s.assignment_row.data());
+                              s.assignment_row.data());
   // The one host read of the routing: how many rows each expert gets.
   offsets_on_host_.resize(static_cast<size_t>(e + 1));
   ops<T>().memory().to_host(offsets_on_host_.data(), s.offsets.data(),
-                            offsets_on_host_.size() * sizeof(int32_t));
+                  offsets_on_host_.size() * sizeof(int32_t));
   const int32_t* offsets = offsets_on_host_.data();
   if (counting_) {
     for (int64_t ex = 0; ex < e; ++ex) load_[ex] += offsets[ex + 1] - offsets[ex];
@@ -203,7 +202,7 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
   dtmp_.resize(n * d);
 
   ops<T>().combine_backward(dy, s.ye, s.weights.data(), s.assignment_row.data(), dye_.data(),
-                      dweights_.data(), n, kk, d);
+                            dweights_.data(), n, kk, d);
   // The output gradients take the dispatch path to the experts, the input gradients the
   // combine path back.
   const T* dlocal_y = move_values(s.plan, true, dye_.data(), dlocal_y_buffer_);
@@ -222,17 +221,17 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
     }
   });
   const T* dxe = move_values(s.plan, false, dlocal_x_.data(), dxe_buffer_);
-  ops<T>().permute_tokens_backward(dxe, s.row_token.data(), dx, rows, n, d);
+  ops<T>().permute_tokens_backward(dxe, s.row_token.data(), s.assignment_row.data(), dx, n, kk, d);
 
   const T* dscores_extra = nullptr;
   if (config_.seq_aux_alpha > 0) {
     dscores_.assign(n * e, T(0));
     ops<T>().seq_balance_loss_backward(s.scores.data(), s.chosen.data(), rs, shape.seq,
-                                 config_.seq_aux_alpha, aux_loss_grad, dscores_.data());
+                                       config_.seq_aux_alpha, aux_loss_grad, dscores_.data());
     dscores_extra = dscores_.data();
   }
   ops<T>().routing_backward(dweights_.data(), dscores_extra, s.scores.data(), s.chosen.data(),
-                      dlogits_.data(), rs, config_.routing);
+                            dlogits_.data(), rs, config_.routing);
   // dx += dlogits·Wgate
   linear_dgrad(fg, dlogits_.data(), store_.value(gate_), dx, n, d, e, true);
 

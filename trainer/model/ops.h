@@ -67,9 +67,13 @@ class Ops {
   virtual void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
                                  int64_t batch, int64_t seq, int64_t heads,
                                  int64_t head_dim) = 0;
+  // Whether attention_backward reads the forward's output (`out`): the CUDA kernel does
+  // (FlashAttention's rowsum(dO ∘ O)), the CPU one recomputes what it needs. Layers keep the
+  // output for the backward only where it is read.
+  virtual bool attention_backward_reads_output() const = 0;
   virtual void attention_backward(const T* dout, const T* q, const T* k, const T* v,
-                                  const T* lse, T* dq, T* dk, T* dv, int64_t batch, int64_t seq,
-                                  int64_t heads, int64_t head_dim) = 0;
+                                  const T* out, const T* lse, T* dq, T* dk, T* dv, int64_t batch,
+                                  int64_t seq, int64_t heads, int64_t head_dim) = 0;
   virtual void embedding_forward(const int32_t* tokens, const T* table, T* out, int64_t n_tokens,
                                  int64_t dim) = 0;
   virtual void embedding_backward(const int32_t* tokens, const T* dout, T* dtable,
@@ -99,8 +103,11 @@ class Ops {
                                   int32_t* assignment_row) = 0;
   virtual void permute_tokens_forward(const T* x, const int32_t* row_token, T* xe, int64_t rows,
                                       int64_t dim) = 0;
-  virtual void permute_tokens_backward(const T* dxe, const int32_t* row_token, T* dx,
-                                       int64_t rows, int64_t tokens, int64_t dim) = 0;
+  // row_token and assignment_row are build_expert_index's two views of the same permutation;
+  // each backend reads the one its kernel gathers by (rows = tokens · top_k).
+  virtual void permute_tokens_backward(const T* dxe, const int32_t* row_token,
+                                       const int32_t* assignment_row, T* dx, int64_t tokens,
+                                       int64_t top_k, int64_t dim) = 0;
   virtual void combine_forward(const T* ye, const T* weights, const int32_t* assignment_row, T* y,
                                int64_t tokens, int64_t top_k, int64_t dim) = 0;
   virtual void combine_backward(const T* dy, const T* ye, const T* weights,
