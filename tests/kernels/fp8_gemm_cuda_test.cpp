@@ -175,7 +175,7 @@ class DeviceArray {
 // An Fp8Matrix copied to the device, and a view of the copy.
 struct DeviceFp8 {
   explicit DeviceFp8(const Fp8Matrix& m)
-      : codes(m.codes), scales(m.scales),
+      : codes(m.codes.to_host()), scales(m.scales.to_host()),
         view{codes.get(), scales.get(), m.rows, m.cols, m.tile, m.format} {}
   DeviceArray<uint8_t> codes;
   DeviceArray<float> scales;

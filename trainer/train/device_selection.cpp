@@ -32,12 +32,15 @@ void require_device(const config::RunConfig& config, const DeviceFacts& facts) {
                     "run on a GPU node (srun --gpus-per-task=1 / mpirun on GPU hosts), check "
                     "nvidia-smi and CUDA_VISIBLE_DEVICES, or set device: cpu");
   }
-  // The CUDA ops exist (kernels/cuda) and are tested against the CPU ones, but the model does not
-  // run on them yet: saying so beats silently training on the CPU of a GPU node.
+  // The model runs on the CUDA backend (model/cuda), but the trainer around it (the optimizer,
+  // the data-parallel reductions, checkpoints) still reads parameters on the host: saying so
+  // beats silently training on the CPU of a GPU node.
   throw UserError(where, "device",
-                  "device: cuda: the model does not run on the CUDA ops yet (the CUDA kernels "
-                  "are built and tested op by op; the GPU training step is still to come)",
-                  "set device: cpu for now; scripts/gpu-check.sh tests the CUDA ops on this GPU");
+                  "device: cuda: the trainer does not run on the GPU yet (the model's forward "
+                  "and backward do, on the CUDA backend; the optimizer, the data-parallel "
+                  "reductions and checkpoints are still host-only)",
+                  "set device: cpu for now; scripts/gpu-check.sh tests the CUDA ops and the "
+                  "model on this GPU");
 }
 
 }  // namespace baleine::train
