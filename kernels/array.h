@@ -10,6 +10,7 @@
 // Memory::to_host.
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -69,6 +70,11 @@ class Array {
     if (n == 0) return;
     if (on_host()) {
       std::fill(data_, data_ + n, value);
+      return;
+    }
+    const T zero{};
+    if (std::memcmp(&value, &zero, sizeof(T)) == 0) {  // a fill, no transfer
+      memory().zero(data_, n * sizeof(T));
       return;
     }
     const std::vector<T> staged(n, value);

@@ -89,6 +89,8 @@ TEST(Array, TakesTheMemoryCurrentAtItsFirstAllocationAndKeepsIt) {
     const std::vector<double> host{1, 2, 3};
     a.assign_from_host(host.data(), host.size());
     a.assign(6, 2.5);  // not on the host: staged through from_host
+    Array<double> zeros;
+    zeros.assign(4, 0.0);  // zeros need no transfer: a fill
   }
   EXPECT_EQ(&current_memory(), &host_memory()) << "the scope restores the previous memory";
   EXPECT_FALSE(a.on_host());

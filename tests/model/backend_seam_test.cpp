@@ -11,6 +11,7 @@
 #include <map>
 
 #include "tests/gradcheck.h"
+#include "tests/model/model_test_configs.h"
 #include "trainer/model/cpu_ops.h"
 #include "trainer/model/model.h"
 
@@ -18,6 +19,13 @@ namespace baleine::model {
 namespace {
 
 using baleine::testing::random_ids;
+
+// The small MoE with the balance loss on.
+config::ModelSection small_moe() {
+  config::ModelSection m = baleine::testing::small_moe_model();
+  m.moe.seq_aux_alpha = 1e-3;
+  return m;
+}
 
 class StandInDeviceMemory final : public kernels::Memory {
  public:
@@ -50,21 +58,6 @@ class StandInDeviceOps final : public CpuOps<float> {
  private:
   kernels::Memory& memory_;
 };
-
-config::ModelSection small_moe() {
-  config::ModelSection m;
-  m.hidden = 96;
-  m.heads = 4;
-  m.layers = 3;
-  m.dense_layers = 1;
-  m.intermediate = 192;
-  m.moe.routed_experts = 4;
-  m.moe.shared_experts = 1;
-  m.moe.top_k = 2;
-  m.moe.intermediate = 64;
-  m.moe.seq_aux_alpha = 1e-3;
-  return m;
-}
 
 struct Outcome {
   double loss = 0;

@@ -28,28 +28,15 @@ TEST(ModelCuda, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA"; }
 
 #include "kernels/device.h"
 #include "tests/gradcheck.h"
+#include "tests/model/model_test_configs.h"
 #include "trainer/model/cuda/cuda_backend.h"
 #include "trainer/model/model.h"
 
 namespace baleine::model {
 namespace {
 
+using baleine::testing::quickstart_model;
 using baleine::testing::random_ids;
-
-config::ModelSection quickstart_model() {
-  config::ModelSection m;
-  m.hidden = 96;
-  m.layers = 4;
-  m.heads = 4;
-  m.intermediate = 256;
-  m.dense_layers = 1;
-  m.moe.routed_experts = 8;
-  m.moe.shared_experts = 1;
-  m.moe.top_k = 2;
-  m.moe.intermediate = 96;
-  m.moe.seq_aux_alpha = 1e-3;
-  return m;
-}
 
 struct Outcome {
   double loss = 0;

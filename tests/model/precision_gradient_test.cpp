@@ -6,26 +6,13 @@
 #include <cmath>
 
 #include "tests/gradcheck.h"
+#include "tests/model/model_test_configs.h"
 #include "trainer/model/model.h"
 
 namespace baleine::model {
 namespace {
 
 using baleine::testing::random_ids;
-
-config::ModelSection small_moe() {
-  config::ModelSection m;
-  m.hidden = 96;
-  m.heads = 4;
-  m.layers = 3;
-  m.dense_layers = 1;
-  m.intermediate = 192;
-  m.moe.routed_experts = 4;
-  m.moe.shared_experts = 1;
-  m.moe.top_k = 2;
-  m.moe.intermediate = 64;
-  return m;
-}
 
 struct Outcome {
   double loss = 0;
@@ -35,7 +22,7 @@ struct Outcome {
 Outcome run(const std::string& compute) {
   config::PrecisionSection p;
   p.compute = compute;
-  const auto m = small_moe();
+  const auto m = baleine::testing::small_moe_model();
   Model<float> model(m, 11, {}, plan_precision(p));
   const BatchShape shape{2, 64};
   const auto inputs = random_ids(shape.tokens(), 257, 1), targets = random_ids(shape.tokens(), 257, 2);
