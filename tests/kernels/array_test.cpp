@@ -5,45 +5,14 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <map>
 #include <vector>
+
+#include "tests/kernels/stand_in_device_memory.h"
 
 namespace baleine::kernels {
 namespace {
 
-// Host bytes behind a Memory that counts what goes through it and claims not to be the host,
-// the way a device memory would.
-class CountingMemory final : public Memory {
- public:
-  std::string name() const override { return "counting"; }
-  bool is_host() const override { return false; }
-  void* allocate(size_t bytes) override {
-    ++allocations;
-    void* p = std::malloc(bytes);
-    live[p] = bytes;
-    return p;
-  }
-  void release(void* ptr, size_t bytes) override {
-    if (ptr == nullptr) return;
-    EXPECT_EQ(live.at(ptr), bytes) << "released with another size than allocated";
-    live.erase(ptr);
-    std::free(ptr);
-  }
-  void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
-  void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
-  void to_host(void* host, const void* src, size_t bytes) override {
-    ++transfers;
-    std::memcpy(host, src, bytes);
-  }
-  void from_host(void* dst, const void* host, size_t bytes) override {
-    ++transfers;
-    std::memcpy(dst, host, bytes);
-  }
-  int allocations = 0, transfers = 0;
-  std::map<void*, size_t> live;
-};
+using baleine::testing::StandInDeviceMemory;
 
 TEST(Array, ResizeKeepsThePrefixAndZeroesWhatItAdds) {
   Array<float> a;
@@ -80,7 +49,7 @@ TEST(Array, CopiesAreDeepAndMovesTakeTheBuffer) {
 }
 
 TEST(Array, TakesTheMemoryCurrentAtItsFirstAllocationAndKeepsIt) {
-  CountingMemory memory;
+  StandInDeviceMemory memory;
   Array<double> a;
   {
     const MemoryScope scope(memory);
@@ -100,7 +69,7 @@ TEST(Array, TakesTheMemoryCurrentAtItsFirstAllocationAndKeepsIt) {
   const std::vector<double> back = a.to_host();
   EXPECT_EQ(back[5], 2.5);
   EXPECT_EQ(back[6], 0.0);
-  EXPECT_EQ(memory.transfers, 3);  // from_host twice, to_host once
+  EXPECT_EQ(memory.transfers(), 3);  // from_host twice, to_host once
   Array<double> host_copy;
   host_copy.resize(1);
   EXPECT_THROW(host_copy = a, std::logic_error) << "host = device needs an explicit transfer";

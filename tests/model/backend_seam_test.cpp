@@ -6,11 +6,10 @@
 // transfers. That is what the CUDA backend relies on.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <map>
 
 #include "tests/gradcheck.h"
+#include "tests/kernels/stand_in_device_memory.h"
 #include "tests/model/model_test_configs.h"
 #include "trainer/model/cpu_ops.h"
 #include "trainer/model/model.h"
@@ -19,6 +18,7 @@ namespace baleine::model {
 namespace {
 
 using baleine::testing::random_ids;
+using baleine::testing::StandInDeviceMemory;
 
 // The small MoE with the balance loss on.
 config::ModelSection small_moe() {
@@ -27,33 +27,10 @@ config::ModelSection small_moe() {
   return m;
 }
 
-class StandInDeviceMemory final : public kernels::Memory {
- public:
-  std::string name() const override { return "stand-in device"; }
-  bool is_host() const override { return false; }
-  void* allocate(size_t bytes) override {
-    ++allocations;
-    return bytes == 0 ? nullptr : std::malloc(bytes);
-  }
-  void release(void* ptr, size_t) override { std::free(ptr); }
-  void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
-  void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
-  void to_host(void* host, const void* src, size_t bytes) override {
-    ++to_host_calls;
-    std::memcpy(host, src, bytes);
-  }
-  void from_host(void* dst, const void* host, size_t bytes) override {
-    ++from_host_calls;
-    std::memcpy(dst, host, bytes);
-  }
-  int allocations = 0, to_host_calls = 0, from_host_calls = 0;
-};
-
 class StandInDeviceOps final : public CpuOps<float> {
  public:
   explicit StandInDeviceOps(kernels::Memory& memory) : memory_(memory) {}
   kernels::Memory& memory() override { return memory_; }
-  bool experts_on_threads() const override { return false; }
 
  private:
   kernels::Memory& memory_;

@@ -26,8 +26,8 @@ TEST(ModelCuda, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA"; }
 #include <string>
 #include <vector>
 
-#include "kernels/device.h"
 #include "tests/gradcheck.h"
+#include "tests/kernels/cuda_test_support.h"
 #include "tests/model/model_test_configs.h"
 #include "trainer/model/cuda/cuda_backend.h"
 #include "trainer/model/model.h"
@@ -37,6 +37,7 @@ namespace {
 
 using baleine::testing::quickstart_model;
 using baleine::testing::random_ids;
+using kernels::cuda::testing::relative_error;
 
 struct Outcome {
   double loss = 0;
@@ -68,23 +69,8 @@ Outcome run_on(Backend& backend, const std::string& compute) {
   return step(model);
 }
 
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    diff += d * d;
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
-class ModelCuda : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (kernels::cuda_devices().empty()) GTEST_SKIP() << "no CUDA device on this machine";
-  }
-};
-
+// Skips without a GPU (its own stream and arena go unused: the model runs on cuda_backend()).
+using ModelCuda = kernels::cuda::testing::GpuTest;
 TEST_F(ModelCuda, ForwardAndBackwardMatchTheCpuBackendInEachPrecision) {
   const struct {
     const char* compute;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/gradcheck.h"
+#include "tests/model/model_test_configs.h"
 #include "trainer/model/model.h"
 #include "trainer/optim/adamw.h"
 
@@ -37,17 +38,11 @@ namespace baleine::optim {
 using namespace baleine::model;
 namespace {
 
+// The quickstart model with 3 blocks and no balance loss.
 config::ModelSection quickstart_shaped() {
-  config::ModelSection m;
-  m.hidden = 96;
+  config::ModelSection m = baleine::testing::quickstart_model();
   m.layers = 3;
-  m.heads = 4;
-  m.intermediate = 256;
-  m.dense_layers = 1;
-  m.moe.routed_experts = 8;
-  m.moe.shared_experts = 1;
-  m.moe.top_k = 2;
-  m.moe.intermediate = 96;
+  m.moe.seq_aux_alpha = 0;
   return m;
 }
 

@@ -18,7 +18,6 @@ struct Backend {
   kernels::Memory* memory = nullptr;
   Ops<float>* f32 = nullptr;
   Ops<double>* f64 = nullptr;   // null where the backend has no double path (CUDA)
-  bool is_cpu() const { return memory != nullptr && memory->is_host(); }
 };
 
 Backend& cpu_backend();

@@ -26,7 +26,6 @@ class CpuOps : public Ops<T> {
  public:
   std::string name() const override { return "cpu"; }
   kernels::Memory& memory() override { return kernels::host_memory(); }
-  bool experts_on_threads() const override { return true; }
   bool attention_backward_reads_output() const override { return false; }
 
   void store_linear_input(LinearInput<T>& in, int64_t first, const T* x, int64_t count,

@@ -1,7 +1,6 @@
 #include "trainer/model/linear.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/fp8.h"
 #include "trainer/model/backend.h"

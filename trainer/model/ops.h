@@ -26,8 +26,6 @@ class Ops {
   virtual ~Ops() = default;
   virtual std::string name() const = 0;
   virtual kernels::Memory& memory() = 0;
-  // Whether local experts may run concurrently on OpenMP threads (model/expert_loop.h).
-  virtual bool experts_on_threads() const = 0;
 
   // --- Linears (model/linear.h) ---
   // Rows [first, first + count) of `in` (allocated for its format) from x (count × in.cols).

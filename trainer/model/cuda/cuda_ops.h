@@ -32,7 +32,6 @@ class CudaOps final : public Ops<float> {
 
   std::string name() const override { return "cuda"; }
   kernels::Memory& memory() override { return memory_; }
-  bool experts_on_threads() const override { return false; }
   bool attention_backward_reads_output() const override { return true; }
 
   void store_linear_input(LinearInput<float>& in, int64_t first, const float* x, int64_t count,
