@@ -9,4 +9,7 @@ namespace baleine::kernels {
 template <typename T>
 void add(const T* a, const T* b, T* out, int64_t n);
 
+// x[i] = x[i] · s (averaging summed gradients over data-parallel ranks).
+void scale(float* x, float s, int64_t n);
+
 }  // namespace baleine::kernels

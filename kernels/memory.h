@@ -27,6 +27,9 @@ class Memory {
   // Between this memory and ordinary host memory; both return once `host` may be reused or read.
   virtual void to_host(void* host, const void* src, size_t bytes) = 0;
   virtual void from_host(void* dst, const void* host, size_t bytes) = 0;
+  // Returns once every copy, fill and kernel queued on this memory so far has finished, for a
+  // library that reads it from elsewhere (NCCL on its own stream). Host memory: nothing queued.
+  virtual void synchronize() {}
 };
 
 Memory& host_memory();

@@ -12,6 +12,13 @@
 
 namespace baleine::parallel {
 
+// The groups cut from one world (MPI's, or NCCL's over the same ranks): dp, ep, expert_dp, pp
+// and, under DualPipe, mirror (else nullptr). Collective over `world`.
+struct SubGroups {
+  std::unique_ptr<Comm> dp, ep, expert_dp, pp, mirror;
+};
+SubGroups split_groups(Comm& world, const Topology& topology, const config::RunConfig& config);
+
 struct ProcessGroups {
   ProcessInfo process;
   Topology topology;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Verifies the CUDA backend on the GPU of this machine: builds baleine for that GPU's
 # architecture only, runs every GPU test program (tests/**/*_cuda_test.cpp, the NCCL test and
-# device discovery) and the GPU benchmarks, and prints one table. Exit status 0 only when every
+# device discovery) and the GPU benchmarks (the FP8 GEMM, and the training step against
+# PyTorch: scripts/gpu-bench.sh), and prints one table. Exit status 0 only when every
 # GPU test ran and passed: a GPU test that SKIPS on a GPU machine counts as a failure here.
 #
 #   scripts/gpu-check.sh                 # build into build-gpu/, results in build-gpu/gpu-check/
@@ -54,6 +55,9 @@ if [[ -z "${GPU_CHECK_SKIP_BENCH:-}" ]]; then
       benches+=("$out/$bench.log")
     fi
   done
+  # The training step on this GPU against PyTorch eager (tokens/s, MFU, ratio).
+  scripts/gpu-bench.sh "$build" >"$out/gpu-bench.log" 2>&1 || status=1
+  benches+=("$out/gpu-bench.log")
 fi
 
 python3 - "$out" "$gpu_name" "$arch" "${benches[@]}" <<'PY' || status=1

@@ -1,4 +1,4 @@
-// Elementwise kernels (kernels/cuda/elementwise.h): add, and FP32 <-> BF16 conversion.
+// Elementwise kernels (kernels/cuda/elementwise.h): add, scale, and FP32 <-> BF16 conversion.
 //
 // All are bandwidth-bound, so each thread moves 16 bytes of floats per step (float4) when the
 // pointers allow it, and a scalar loop finishes the last n % 4 elements. A thread reads its
@@ -55,6 +55,16 @@ __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n
   for (int64_t i = 4 * steps + first; i < n; i += stride) out[i] = a[i] + b[i];
 }
 
+__global__ void scale_kernel(float* x, float s, int64_t n, int64_t steps) {
+  const int64_t first = first_thread(), stride = grid_threads();
+  for (int64_t i = first; i < steps; i += stride) {
+    float4 v = reinterpret_cast<float4*>(x)[i];
+    v = make_float4(v.x * s, v.y * s, v.z * s, v.w * s);
+    reinterpret_cast<float4*>(x)[i] = v;
+  }
+  for (int64_t i = 4 * steps + first; i < n; i += stride) x[i] *= s;
+}
+
 __global__ void float_to_bf16_kernel(const float* x, uint16_t* out, int64_t n, int64_t steps) {
   const int64_t first = first_thread(), stride = grid_threads();
   for (int64_t i = first; i < steps; i += stride) {
@@ -87,6 +97,15 @@ void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t str
       vector_steps(n, is_aligned(a, 16) && is_aligned(b, 16) && is_aligned(out, 16));
   add_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(a, b, out, n,
                                                                                   steps);
+  BALEINE_CUDA_LAUNCH_CHECK();
+}
+
+void scale(float* x, float s, int64_t n, cudaStream_t stream) {
+  NvtxRange range("scale");
+  if (n <= 0) return;
+  const int64_t steps = vector_steps(n, is_aligned(x, 16));
+  scale_kernel<<<blocks_for(launch_items(n, steps), kThreads), kThreads, 0, stream>>>(x, s, n,
+                                                                                    steps);
   BALEINE_CUDA_LAUNCH_CHECK();
 }
 

@@ -101,6 +101,25 @@ TEST_F(CudaElementwise, AddOnUnalignedPointers) {
   }
 }
 
+TEST_F(CudaElementwise, ScaleIsBitIdenticalToTheCpu) {
+  for (const int64_t n : kAddSizes) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    const auto x = random_floats(n, 6);
+    std::vector<float> want = x;
+    scale(want.data(), 1.0f / 3.0f, n);  // not a power of two: every product rounds
+    ASSERT_GT(relative_error(want, x), 0.1);
+    auto d_x = upload(x);
+    cuda::scale(d_x.data(), 1.0f / 3.0f, n, stream());
+    EXPECT_EQ(first_bit_difference(download(d_x), want), -1);
+    // Unaligned: the scalar loop alone.
+    auto d_y = upload(x);
+    std::vector<float> want_tail = x;
+    scale(want_tail.data() + 1, 1.0f / 3.0f, n - 1);
+    cuda::scale(d_y.data() + 1, 1.0f / 3.0f, n - 1, stream());
+    EXPECT_EQ(first_bit_difference(download(d_y), want_tail), -1);
+  }
+}
+
 TEST_F(CudaElementwise, EmptyInputsLaunchNothing) {
   EXPECT_NO_THROW(cuda::add(nullptr, nullptr, nullptr, 0, stream()));
   EXPECT_NO_THROW(cuda::float_to_bf16(nullptr, nullptr, 0, stream()));

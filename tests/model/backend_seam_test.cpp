@@ -9,15 +9,15 @@
 #include <cstring>
 
 #include "tests/gradcheck.h"
-#include "tests/kernels/stand_in_device_memory.h"
 #include "tests/model/model_test_configs.h"
-#include "trainer/model/cpu_ops.h"
+#include "tests/model/stand_in_backend.h"
 #include "trainer/model/model.h"
 
 namespace baleine::model {
 namespace {
 
 using baleine::testing::random_ids;
+using baleine::testing::StandInBackend;
 using baleine::testing::StandInDeviceMemory;
 
 // The small MoE with the balance loss on.
@@ -26,15 +26,6 @@ config::ModelSection small_moe() {
   m.moe.seq_aux_alpha = 1e-3;
   return m;
 }
-
-class StandInDeviceOps final : public CpuOps<float> {
- public:
-  explicit StandInDeviceOps(kernels::Memory& memory) : memory_(memory) {}
-  kernels::Memory& memory() override { return memory_; }
-
- private:
-  kernels::Memory& memory_;
-};
 
 struct Outcome {
   double loss = 0;
@@ -67,12 +58,11 @@ TEST(BackendSeam, AModelOnAnotherMemoryComputesTheCpuBitsThroughExplicitTransfer
   for (const std::string compute : {"fp32", "bf16", "fp8"}) {
     SCOPED_TRACE(compute);
     const Outcome cpu = run(compute);
-    StandInDeviceMemory memory;
-    StandInDeviceOps device_ops(memory);
-    Backend device{"stand-in", &memory, &device_ops, nullptr};
+    StandInBackend device;
+    const StandInDeviceMemory& memory = device.memory;
     Outcome other;
     {
-      const BackendScope scope(device);
+      const BackendScope scope(device.backend);
       other = run(compute);
     }
     EXPECT_EQ(cpu.loss, other.loss);
@@ -89,10 +79,8 @@ TEST(BackendSeam, AModelOnAnotherMemoryComputesTheCpuBitsThroughExplicitTransfer
 }
 
 TEST(BackendSeam, DoubleNeedsABackendWithADoublePath) {
-  StandInDeviceMemory memory;
-  StandInDeviceOps device_ops(memory);
-  Backend device{"stand-in", &memory, &device_ops, nullptr};
-  const BackendScope scope(device);
+  StandInBackend device;
+  const BackendScope scope(device.backend);
   EXPECT_THROW(Model<double>(small_moe(), 5), std::logic_error);
   EXPECT_NO_THROW(ops<float>());
 }

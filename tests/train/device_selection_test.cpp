@@ -1,5 +1,5 @@
-// `device:` selection (trainer/train/device_selection.h): cpu always runs; cuda is refused with
-// a reason and a hint for each machine that cannot give it.
+// `device:` selection (trainer/train/device_selection.h): cpu always runs; cuda runs with a GPU
+// per rank and is refused, with a reason and a hint, on each machine that cannot give it.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -49,9 +49,17 @@ TEST(DeviceSelection, CudaWithoutAGpuNamesTheVisibleDevices) {
   EXPECT_NE(e.hint().find("nvidia-smi"), std::string::npos);
 }
 
-TEST(DeviceSelection, CudaWithAGpuIsRefusedUntilTheModelRunsThere) {
-  const UserError e = refusal(with_device("cuda"), DeviceFacts{true, 1, ""});
-  EXPECT_NE(std::string(e.what()).find("the trainer does not run on the GPU yet"), std::string::npos);
+TEST(DeviceSelection, CudaWithAGpuPerRankRuns) {
+  EXPECT_NO_THROW(require_device(with_device("cuda"), DeviceFacts{true, 1, "", 1}));
+  EXPECT_NO_THROW(require_device(with_device("cuda"), DeviceFacts{true, 8, "", 8}));
+}
+
+TEST(DeviceSelection, CudaWithMoreRanksThanGpusSaysHowManyToStart) {
+  const UserError e = refusal(with_device("cuda"), DeviceFacts{true, 2, "", 4});
+  EXPECT_EQ(e.key(), "device");
+  EXPECT_NE(std::string(e.what()).find("4 ranks on this node but 2 GPU(s)"), std::string::npos)
+      << e.what();
+  EXPECT_NE(e.hint().find("ppr:2:node"), std::string::npos) << e.hint();
 }
 
 TEST(DeviceSelection, UnknownDeviceSuggestsOne) {

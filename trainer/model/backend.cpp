@@ -18,7 +18,8 @@ Backend*& current() {
 Backend& cpu_backend() {
   static CpuOps<float> f32;
   static CpuOps<double> f64;
-  static Backend backend{"cpu", &kernels::host_memory(), &f32, &f64};
+  static CpuParameterOps parameters;
+  static Backend backend{"cpu", &kernels::host_memory(), &f32, &f64, &parameters};
   return backend;
 }
 

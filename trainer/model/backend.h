@@ -1,7 +1,8 @@
 #pragma once
-// A backend: the memory a model's buffers live in and the operations that run on them
-// (model/ops.h). cpu_backend() always exists; cuda_backend() (model/cuda/cuda_backend.h) where
-// the CUDA backend is built and a GPU is present.
+// A backend: the memory a model's buffers live in, the operations that run on them
+// (model/ops.h) and the optimizer's (model/parameter_ops.h). cpu_backend() always exists;
+// cuda_backend() (model/cuda/cuda_backend.h) where the CUDA backend is built and a GPU is
+// present.
 //
 // The current backend is process-wide, as kernels/memory.h explains for memory. A Model takes
 // the backend current at its construction and makes it current again for each of its calls
@@ -10,6 +11,7 @@
 
 #include "kernels/memory.h"
 #include "trainer/model/ops.h"
+#include "trainer/model/parameter_ops.h"
 
 namespace baleine::model {
 
@@ -18,6 +20,7 @@ struct Backend {
   kernels::Memory* memory = nullptr;
   Ops<float>* f32 = nullptr;
   Ops<double>* f64 = nullptr;   // null where the backend has no double path (CUDA)
+  ParameterOps* parameters = nullptr;  // the optimizer's (model/parameter_ops.h)
 };
 
 Backend& cpu_backend();

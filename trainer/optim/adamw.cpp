@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/adamw.h"
 
 namespace baleine::optim {
 
@@ -26,10 +25,17 @@ const char* moment_precision_name(MomentPrecision precision) {
 AdamW::AdamW(const config::AdamWSection& hyper, double grad_clip,
              const model::ParameterStore<float>& params, const DataParallelGroups& groups,
              bool zero, MomentPrecision moments)
-    : hyper_(hyper), grad_clip_(grad_clip), groups_(groups), zero_(zero), moments_(moments) {
+    : backend_(model::current_backend()),
+      hyper_(hyper),
+      grad_clip_(grad_clip),
+      groups_(groups),
+      zero_(zero),
+      moments_(moments) {
+  model::BackendScope scope(backend_);
   for (const Placement placement : {Placement::kReplicated, Placement::kExpert}) {
     const auto region = params.region(placement);
-    parallel::Comm* group = placement == Placement::kReplicated ? groups.dp : groups.expert_dp;
+    parallel::Comm* group = placement == Placement::kReplicated ? groups.dp_buffers()
+                                                                : groups.expert_dp_buffers();
     Segment s;
     s.shard = make_shard(region, zero ? group : nullptr);
     s.first = region.offset + std::min(s.shard.begin, region.size);
@@ -47,8 +53,8 @@ AdamW::AdamW(const config::AdamWSection& hyper, double grad_clip,
 }
 
 double global_grad_norm(const model::ParameterStore<float>& params) {
-  return std::sqrt(kernels::sum_of_squares(params.grads().data(),
-                                           static_cast<int64_t>(params.grads().size())));
+  return std::sqrt(model::current_backend().parameters->sum_of_squares(
+      params.grads().data(), static_cast<int64_t>(params.grads().size())));
 }
 
 const float* AdamW::segment_grad(const model::ParameterStore<float>& params,
@@ -80,29 +86,35 @@ std::vector<AdamW::MomentSlice> AdamW::moment_slices() {
       slice.m = s.m.data();
       slice.v = s.v.data();
     }
+    slice.memory = backend_.memory;
     slices.push_back(slice);
   }
   return slices;
 }
 
 StepStats AdamW::measure(model::ParameterStore<float>& params) {
+  model::BackendScope scope(backend_);
+  model::ParameterOps& ops = *backend_.parameters;
   const int64_t dp_size = groups_.dp ? groups_.dp->size() : 1;
   const int copies = groups_.mirror ? groups_.mirror->size() : 1;
   if (copies > 1) {
-    allreduce_in_buckets(groups_.mirror, params.grads().data(), params.total(),
+    allreduce_in_buckets(groups_.mirror_buffers(), params.grads().memory(),
+                         params.grads().data(), params.total(),
                          bucket_elements(groups_.bucket_mb));
   }
   if (zero_) {
-    for (auto& s : segments_) reduce_scatter_gradients(params, s.shard, dp_size, s.padded, s.grad);
+    for (auto& s : segments_) {
+      reduce_scatter_gradients(params, s.shard, dp_size, ops, s.padded, s.grad);
+    }
   } else {
-    average_gradients(params, groups_);
+    average_gradients(params, groups_, ops);
   }
 
   // Σ g² over the whole model, each element counted once. Replicated: identical on every dp
   // rank (or sharded over dp under ZeRO); experts: distinct over the EP group (or sharded over
   // the whole dp group under ZeRO).
-  double replicated = kernels::sum_of_squares(segment_grad(params, segments_[0]), segments_[0].count);
-  double experts = kernels::sum_of_squares(segment_grad(params, segments_[1]), segments_[1].count);
+  double replicated = ops.sum_of_squares(segment_grad(params, segments_[0]), segments_[0].count);
+  double experts = ops.sum_of_squares(segment_grad(params, segments_[1]), segments_[1].count);
   if (zero_) {
     double sums[2] = {replicated, experts};
     if (groups_.dp && groups_.dp->size() > 1) groups_.dp->allreduce_sum(sums, 2, parallel::DType::kFloat64);
@@ -125,6 +137,8 @@ StepStats AdamW::measure(model::ParameterStore<float>& params) {
 
 void AdamW::apply(model::ParameterStore<float>& params, double lr, int64_t step,
                   const StepStats& stats) {
+  model::BackendScope scope(backend_);
+  model::ParameterOps& ops = *backend_.parameters;
   kernels::AdamWStep k;
   k.lr = static_cast<float>(lr);
   k.beta1 = static_cast<float>(hyper_.beta1);
@@ -132,6 +146,7 @@ void AdamW::apply(model::ParameterStore<float>& params, double lr, int64_t step,
   k.eps = static_cast<float>(hyper_.eps);
   k.step = step;
   k.grad_scale = static_cast<float>(stats.clip_scale);
+  float* values = params.values().data();
   for (auto& s : segments_) {
     const float* grad = segment_grad(params, s);
     // The segment may start or end inside a parameter: update the overlap of each entry.
@@ -141,18 +156,18 @@ void AdamW::apply(model::ParameterStore<float>& params, double lr, int64_t step,
       k.weight_decay = e.weight_decay ? static_cast<float>(hyper_.weight_decay) : 0.0f;
       const int64_t at = lo - s.first;
       if (moments_ == MomentPrecision::kBf16) {
-        kernels::adamw_update_bf16_moments(params.values().data() + lo, grad + at,
-                                           s.m_bf16.data() + at, s.v_bf16.data() + at, hi - lo, k);
+        ops.adamw_update_bf16_moments(values + lo, grad + at, s.m_bf16.data() + at,
+                                      s.v_bf16.data() + at, hi - lo, k);
       } else {
-        kernels::adamw_update(params.values().data() + lo, grad + at, s.m.data() + at,
-                              s.v.data() + at, hi - lo, k);
+        ops.adamw_update(values + lo, grad + at, s.m.data() + at, s.v.data() + at, hi - lo, k);
       }
     }
     if (zero_) {
       // Send the updated shard (zero-padded past the region's end) to every rank of its group.
-      std::vector<float> shard_values(static_cast<size_t>(s.shard.shard), 0.0f);
-      std::copy_n(params.values().data() + s.first, s.count, shard_values.data());
-      allgather_parameters(params, s.shard, shard_values.data(), s.padded);
+      s.shard_values.assign(static_cast<size_t>(s.shard.shard), 0.0f);
+      params.values().memory().copy(s.shard_values.data(), values + s.first,
+                                    static_cast<size_t>(s.count) * sizeof(float));
+      allgather_parameters(params, s.shard, s.shard_values.data(), s.padded);
     }
   }
 }

@@ -4,10 +4,15 @@
 // keeps the moments of, and updates, only its shard of every region, then the updated shards
 // are all-gathered. Master weights and gradients are FP32; the moments are FP32 or BF16
 // (precision.optimizer_state), each rank keeping them for exactly the elements it updates.
+// Moments and staging live in the parameters' memory and every update runs on the backend
+// current at construction (model/backend.h): the host's, or a GPU's, with no copy to the host
+// but the norm's two doubles.
 #include <cstdint>
 #include <vector>
 
+#include "kernels/array.h"
 #include "trainer/config/config.h"
+#include "trainer/model/backend.h"
 #include "trainer/model/parameters.h"
 #include "trainer/optim/data_parallel.h"
 
@@ -44,7 +49,8 @@ class AdamW {
   // The moments this rank keeps, for checkpoints: one slice per region, in flat-buffer
   // coordinates [first, first + count). `holders` is the group the slice is replicated over
   // (without ZeRO: identical on every member) or sharded over (ZeRO: each member its own part);
-  // nullptr when this rank alone holds it.
+  // nullptr when this rank alone holds it. The pointers are in `memory` (read them on the host
+  // through it when it is not the host's).
   struct MomentSlice {
     model::Placement placement = model::Placement::kReplicated;
     int64_t first = 0, count = 0;
@@ -54,6 +60,7 @@ class AdamW {
     float* v = nullptr;
     uint16_t* m_bf16 = nullptr;      // BF16 moments (bit patterns), or nullptr
     uint16_t* v_bf16 = nullptr;
+    kernels::Memory* memory = nullptr;
   };
   std::vector<MomentSlice> moment_slices();
   int64_t state_bytes() const;  // moments held by this rank, in their stored format
@@ -66,12 +73,14 @@ class AdamW {
   struct Segment {
     Shard shard;
     int64_t first = 0, count = 0;
-    std::vector<float> m, v;               // FP32 moments (empty when BF16)
-    std::vector<uint16_t> m_bf16, v_bf16;  // BF16 moments as bit patterns (empty when FP32)
-    std::vector<float> grad, padded;       // ZeRO: the reduced shard gradient and staging
+    kernels::Array<float> m, v;               // FP32 moments (empty when BF16)
+    kernels::Array<uint16_t> m_bf16, v_bf16;  // BF16 moments as bit patterns (empty when FP32)
+    // ZeRO: the reduced shard gradient, the padded region and this rank's updated shard.
+    kernels::Array<float> grad, padded, shard_values;
   };
   const float* segment_grad(const model::ParameterStore<float>& params, const Segment& s) const;
 
+  model::Backend& backend_;
   config::AdamWSection hyper_;
   double grad_clip_;
   DataParallelGroups groups_;
@@ -80,7 +89,8 @@ class AdamW {
   std::vector<Segment> segments_;  // replicated, expert
 };
 
-// √(Σ g²) over this rank's gradients, accumulated in double (no communication).
+// √(Σ g²) over this rank's gradients, accumulated in double (no communication), on the current
+// backend.
 double global_grad_norm(const model::ParameterStore<float>& params);
 
 }  // namespace baleine::optim

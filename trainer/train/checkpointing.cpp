@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <vector>
@@ -22,6 +23,31 @@ namespace fs = std::filesystem;
 using ckpt::DType;
 using ckpt::Kind;
 using model::Placement;
+
+// Host access to `count` values at `data` in `memory` (the model's: a GPU's, or the host's).
+// On the host the values are used in place; elsewhere through a host copy, filled by download()
+// and written back by upload().
+template <typename T>
+class HostView {
+ public:
+  HostView(kernels::Memory& memory, T* data, int64_t count)
+      : memory_(memory), data_(data), bytes_(static_cast<size_t>(count) * sizeof(T)) {
+    if (!memory.is_host()) copy_.resize(static_cast<size_t>(count));
+  }
+  T* data() { return memory_.is_host() ? data_ : copy_.data(); }
+  void download() {
+    if (!memory_.is_host()) memory_.to_host(copy_.data(), data_, bytes_);
+  }
+  void upload() {
+    if (!memory_.is_host()) memory_.from_host(data_, copy_.data(), bytes_);
+  }
+
+ private:
+  kernels::Memory& memory_;
+  T* data_;
+  size_t bytes_;
+  std::vector<T> copy_;
+};
 
 // model.* keys and their values, in the config's order.
 std::vector<std::pair<std::string, std::string>> model_fields(const config::RunConfig& c) {
@@ -123,22 +149,43 @@ void Checkpointer::write_shard(const std::string& temporary) {
     r.end = end;
     records.emplace_back(r, data);
   };
+  HostView<float> values(params.values().memory(), params.values().data(), params.total());
+  values.download();
   for (const auto& e : params.entries()) {
-    if (writes_tensor(e)) add(e, Kind::kParam, DType::kF32, 0, e.size, params.values().data() + e.offset);
+    if (writes_tensor(e)) add(e, Kind::kParam, DType::kF32, 0, e.size, values.data() + e.offset);
   }
+  // The records point into these until the shard is written.
+  std::deque<HostView<float>> f32_moments;
+  std::deque<HostView<uint16_t>> bf16_moments;
   for (const auto& slice : optimizer_.moment_slices()) {
     const bool writer = slice.sharded || slice.holders == nullptr || slice.holders->rank() == 0;
     if (!writer) continue;
+    const bool bf16 = slice.m_bf16 != nullptr;
+    const void* m = nullptr;
+    const void* v = nullptr;
+    if (bf16) {
+      for (uint16_t* moment : {slice.m_bf16, slice.v_bf16}) {
+        bf16_moments.emplace_back(*slice.memory, moment, slice.count);
+        bf16_moments.back().download();
+      }
+      m = bf16_moments[bf16_moments.size() - 2].data();
+      v = bf16_moments.back().data();
+    } else {
+      for (float* moment : {slice.m, slice.v}) {
+        f32_moments.emplace_back(*slice.memory, moment, slice.count);
+        f32_moments.back().download();
+      }
+      m = f32_moments[f32_moments.size() - 2].data();
+      v = f32_moments.back().data();
+    }
+    const DType dtype = bf16 ? DType::kBF16 : DType::kF32;
+    const size_t element = bf16 ? sizeof(uint16_t) : sizeof(float);
     for (const auto& e : params.entries()) {
       const auto [lo, hi] = model::overlap(e, slice.first, slice.count);
       if (lo >= hi || !in_direction_zero(e.name)) continue;
-      const int64_t at = lo - slice.first;
-      const bool bf16 = slice.m_bf16 != nullptr;
-      const DType dtype = bf16 ? DType::kBF16 : DType::kF32;
-      add(e, Kind::kAdamM, dtype, lo - e.offset, hi - e.offset,
-          bf16 ? static_cast<const void*>(slice.m_bf16 + at) : slice.m + at);
-      add(e, Kind::kAdamV, dtype, lo - e.offset, hi - e.offset,
-          bf16 ? static_cast<const void*>(slice.v_bf16 + at) : slice.v + at);
+      const size_t at = static_cast<size_t>(lo - slice.first) * element;
+      add(e, Kind::kAdamM, dtype, lo - e.offset, hi - e.offset, static_cast<const char*>(m) + at);
+      add(e, Kind::kAdamV, dtype, lo - e.offset, hi - e.offset, static_cast<const char*>(v) + at);
     }
   }
   const auto layers = model_.moe_layers();
@@ -248,36 +295,50 @@ ckpt::Manifest Checkpointer::load(const std::string& checkpoint_dir) {
 void Checkpointer::read_state(const std::string& checkpoint_dir, const ckpt::Manifest& m) {
   const ckpt::TensorReader reader(checkpoint_dir, m);
   auto& params = model_.parameters();
+  HostView<float> values(params.values().memory(), params.values().data(), params.total());
   for (const auto& e : params.entries()) {
     if (reader.shape(e.name, Kind::kParam) != e.shape) {
       throw UserError(checkpoint_dir, "", "tensor " + e.name + " has another shape in the "
                                           "checkpoint than in this model",
                       "resume with the model section it was trained with");
     }
-    reader.read(e.name, Kind::kParam, DType::kF32, 0, e.size, params.values().data() + e.offset);
+    reader.read(e.name, Kind::kParam, DType::kF32, 0, e.size, values.data() + e.offset);
   }
+  values.upload();
   // Moments: read in the stored dtype; converted when precision.optimizer_state changed.
   const DType stored = moment_dtype(m.optimizer_state);
   std::vector<uint16_t> codes;
-  std::vector<float> values;
+  std::vector<float> decoded;
   for (const auto& slice : optimizer_.moment_slices()) {
-    for (const auto& e : params.entries()) {
-      const auto [lo, hi] = model::overlap(e, slice.first, slice.count);
-      if (lo >= hi) continue;
-      const int64_t at = lo - slice.first, n = hi - lo;
-      for (const Kind kind : {Kind::kAdamM, Kind::kAdamV}) {
-        float* f32 = kind == Kind::kAdamM ? slice.m : slice.v;
-        uint16_t* bf16 = kind == Kind::kAdamM ? slice.m_bf16 : slice.v_bf16;
+    for (const Kind kind : {Kind::kAdamM, Kind::kAdamV}) {
+      float* f32_moment = kind == Kind::kAdamM ? slice.m : slice.v;
+      uint16_t* bf16_moment = kind == Kind::kAdamM ? slice.m_bf16 : slice.v_bf16;
+      std::optional<HostView<float>> f32;
+      std::optional<HostView<uint16_t>> bf16;
+      if (f32_moment) f32.emplace(*slice.memory, f32_moment, slice.count);
+      if (bf16_moment) bf16.emplace(*slice.memory, bf16_moment, slice.count);
+      for (const auto& e : params.entries()) {
+        const auto [lo, hi] = model::overlap(e, slice.first, slice.count);
+        if (lo >= hi) continue;
+        const int64_t at = lo - slice.first, n = hi - lo;
         if (stored == DType::kF32) {
-          float* dst = f32 ? f32 + at : (values.resize(static_cast<size_t>(n)), values.data());
+          float* dst = f32 ? f32->data() + at
+                           : (decoded.resize(static_cast<size_t>(n)), decoded.data());
           reader.read(e.name, kind, stored, lo - e.offset, hi - e.offset, dst);
-          if (!f32) for (int64_t i = 0; i < n; ++i) bf16[at + i] = kernels::bf16_encode(values[i]);
+          if (!f32) {
+            for (int64_t i = 0; i < n; ++i) bf16->data()[at + i] = kernels::bf16_encode(decoded[i]);
+          }
         } else {
-          uint16_t* dst = bf16 ? bf16 + at : (codes.resize(static_cast<size_t>(n)), codes.data());
+          uint16_t* dst = bf16 ? bf16->data() + at
+                               : (codes.resize(static_cast<size_t>(n)), codes.data());
           reader.read(e.name, kind, stored, lo - e.offset, hi - e.offset, dst);
-          if (!bf16) for (int64_t i = 0; i < n; ++i) f32[at + i] = kernels::bf16_decode(codes[i]);
+          if (!bf16) {
+            for (int64_t i = 0; i < n; ++i) f32->data()[at + i] = kernels::bf16_decode(codes[i]);
+          }
         }
       }
+      if (f32) f32->upload();
+      if (bf16) bf16->upload();
     }
   }
   const auto layers = model_.moe_layers();

@@ -1,14 +1,20 @@
 #include "trainer/train/device_selection.h"
 
 #include <cstdlib>
+#include <iomanip>
+#include <sstream>
 
 #include "kernels/device.h"
 #include "trainer/errors.h"
+#if defined(BALEINE_HAVE_CUDA)
+#include "trainer/model/cuda/cuda_backend.h"
+#endif
 
 namespace baleine::train {
 
-DeviceFacts this_process_devices() {
+DeviceFacts this_process_devices(const parallel::ProcessInfo& process) {
   DeviceFacts facts;
+  facts.ranks_on_node = process.local_size;
   facts.cuda_built = kernels::built_with_cuda();
   facts.gpus = static_cast<int>(kernels::cuda_devices().size());
   if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) facts.visible_devices = visible;
@@ -32,15 +38,42 @@ void require_device(const config::RunConfig& config, const DeviceFacts& facts) {
                     "run on a GPU node (srun --gpus-per-task=1 / mpirun on GPU hosts), check "
                     "nvidia-smi and CUDA_VISIBLE_DEVICES, or set device: cpu");
   }
-  // The model runs on the CUDA backend (model/cuda), but the trainer around it (the optimizer,
-  // the data-parallel reductions, checkpoints) still reads parameters on the host: saying so
-  // beats silently training on the CPU of a GPU node.
-  throw UserError(where, "device",
-                  "device: cuda: the trainer does not run on the GPU yet (the model's forward "
-                  "and backward do, on the CUDA backend; the optimizer, the data-parallel "
-                  "reductions and checkpoints are still host-only)",
-                  "set device: cpu for now; scripts/gpu-check.sh tests the CUDA ops and the "
-                  "model on this GPU");
+  if (facts.ranks_on_node > facts.gpus) {
+    throw UserError(where, "device",
+                    "device: cuda with " + std::to_string(facts.ranks_on_node) +
+                        " ranks on this node but " + std::to_string(facts.gpus) +
+                        " GPU(s): each rank needs a GPU of its own (NCCL cannot share one "
+                        "between ranks)",
+                    "start at most " + std::to_string(facts.gpus) +
+                        " ranks per node (mpirun --map-by ppr:" + std::to_string(facts.gpus) +
+                        ":node, srun --ntasks-per-node=" + std::to_string(facts.gpus) + ")");
+  }
+}
+
+SelectedBackend select_backend(const config::RunConfig& config,
+                               const parallel::ProcessInfo& process) {
+  SelectedBackend selected;
+  if (config.device != "cuda") {
+    selected.backend = &model::cpu_backend();
+    selected.description = "cpu";
+    return selected;
+  }
+#if defined(BALEINE_HAVE_CUDA)
+  const auto devices = kernels::cuda_devices();
+  selected.gpu = parallel::gpu_for_local_rank(process.local_rank, static_cast<int>(devices.size()));
+  model::use_cuda_device(selected.gpu);
+  selected.backend = &model::cuda_backend();
+  const auto& d = devices[static_cast<size_t>(selected.gpu)];
+  std::ostringstream text;
+  text << "cuda:" << d.index << " (" << d.name << ", sm_" << d.sm_major << d.sm_minor << ", "
+       << std::fixed << std::setprecision(1) << d.memory_gib << " GiB)";
+  selected.description = text.str();
+  return selected;
+#else
+  (void)process;
+  throw std::logic_error("select_backend: device: cuda in a build without CUDA (require_device "
+                         "refuses it first)");
+#endif
 }
 
 }  // namespace baleine::train

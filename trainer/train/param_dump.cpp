@@ -13,9 +13,10 @@ void save_params(const std::string& dir, int rank, const model::ParameterStore<f
   std::filesystem::create_directories(dir);
   std::ostringstream out;
   out << "baleine-params 1 " << params.entries().size() << "\n";
+  const std::vector<float> values = params.values().to_host();
   for (const auto& e : params.entries()) {
     out << e.name << " " << e.size << "\n";
-    out.write(reinterpret_cast<const char*>(params.values().data() + e.offset),
+    out.write(reinterpret_cast<const char*>(values.data() + e.offset),
               static_cast<std::streamsize>(e.size * sizeof(float)));
   }
   write_file_atomically(dir + "/rank-" + std::to_string(rank) + ".params", out.str());

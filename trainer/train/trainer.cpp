@@ -20,6 +20,7 @@
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/train/agreement.h"
 #include "trainer/train/checkpointing.h"
+#include "trainer/train/device_groups.h"
 #include "trainer/train/device_selection.h"
 #include "trainer/train/expert_balance.h"
 #include "trainer/train/fault_injection.h"
@@ -78,22 +79,30 @@ std::unique_ptr<RunDir> open_run_dir(const config::RunConfig& c, parallel::Proce
 void print_start_banner(const config::RunConfig& c, const parallel::ProcessGroups& g,
                         const model::ParameterCounts& counts, const optim::AdamW& optimizer,
                         const data::TokenDataset& train, const data::TokenDataset* val,
-                        const DeviceFacts& devices, const std::string& run_dir,
+                        const DeviceFacts& devices, const SelectedBackend& backend,
+                        const BufferGroups& buffers, const std::string& run_dir,
                         std::ostream& out) {
   out << g.topology.describe();
   const int usable = omp_get_num_procs();  // cores this process may run on (its affinity)
   const auto online = static_cast<int>(std::thread::hardware_concurrency());
-  out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank (" << usable
-      << " of " << online << " cores usable by rank 0, " << g.process.local_size
-      << " rank(s) on this node)\n";
+  if (backend.gpu >= 0) {
+    out << "device: " << backend.description << " on rank 0 (each rank drives the GPU of its "
+        << "local rank); gradients cross ranks over " << buffers.kind << "\n";
+  } else if (backend.backend->name != "cpu") {
+    out << "device: " << backend.description << " (gradients cross ranks over "
+        << buffers.kind << ")\n";
+  } else {
+    out << "device: cpu, " << omp_get_max_threads() << " OpenMP thread(s) per rank (" << usable
+        << " of " << online << " cores usable by rank 0, " << g.process.local_size
+        << " rank(s) on this node)\n";
+  }
   const int gpus = devices.gpus;
-  if (gpus > 0) {
+  if (gpus > 0 && backend.gpu < 0) {
     out << "note: " << gpus << " GPU(s) on this node (rank 0 maps to GPU "
         << parallel::gpu_for_local_rank(g.process.local_rank, gpus)
-        << " by local rank); this run has device: cpu, and the CUDA training step is still "
-           "to come\n";
+        << " by local rank); this run has device: cpu (device: cuda trains on them)\n";
   }
-  if (usable * g.process.local_size < online) {
+  if (backend.gpu < 0 && usable * g.process.local_size < online) {
     // mpirun binds each rank to one core by default when it starts 2 or fewer ranks.
     out << "note: the ranks of this node can use only " << usable * g.process.local_size
         << " of its " << online << " cores; the launcher is binding them (Open MPI: add "
@@ -184,8 +193,18 @@ std::string describe_resume(const ckpt::Manifest& m, const std::string& dir,
 TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
                    const TrainOptions& options, std::ostream& out) {
   const auto start = Clock::now();
-  const DeviceFacts devices = this_process_devices();
+  const DeviceFacts devices = this_process_devices(g.process);
   run_agreed(*g.world, [&] { require_device(c, devices); });
+  SelectedBackend backend;
+  if (options.backend) {
+    backend.backend = options.backend;
+    backend.description = options.backend->name;
+  } else {
+    run_agreed(*g.world, [&] { backend = select_backend(c, g.process); });
+  }
+  // Every buffer the run allocates from here on (model, optimizer) lives in its memory.
+  model::BackendScope on_backend(*backend.backend);
+  const BufferGroups buffers = make_buffer_groups(c, g, *backend.backend, backend.gpu);
   const auto& t = c.train;
   const int64_t min_tokens = t.seq_len + 1;
   const auto train_data = data::TokenDataset::open(c.data.train, "data.train", c.where("data.train"),
@@ -209,13 +228,14 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
   model::Model<float> model(c.model, c.run.seed,
                             {expert_parallel ? g.ep.get() : nullptr, placement.expert_begin},
                             pipeline.parts, precision);
-  optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters(),
-                         {g.dp.get(), g.ep.get(), g.expert_dp.get(), c.parallel.bucket_mb,
-                          g.pp.get(), g.mirror.get()},
+  optim::DataParallelGroups data_parallel{g.dp.get(), g.ep.get(), g.expert_dp.get(),
+                                          c.parallel.bucket_mb, g.pp.get(), g.mirror.get()};
+  buffers.attach(data_parallel);
+  optim::AdamW optimizer(c.train.adamw, t.grad_clip, model.parameters(), data_parallel,
                          c.parallel.zero == 1, optim::moment_precision(c.precision));
   if (run_dir) {
     print_start_banner(c, g, model.count_parameters(), optimizer, train_data, val_data.get(),
-                       devices, run_dir->path(), out);
+                       devices, backend, buffers, run_dir->path(), out);
     out << describe_precision(c, precision);
     if (c.parallel.pp > 1) out << describe_pipeline(c, pipeline) << std::flush;
     for (const auto& kept : run_dir->kept_previous()) {
@@ -337,7 +357,9 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
     for (int64_t i = 0; i < micro_batches; ++i) loss += losses[static_cast<size_t>(i)];
     loss /= static_cast<double>(micro_batches);
     if (fault.poisons_gradients(step)) {
-      model.parameters().grads()[0] = std::numeric_limits<float>::quiet_NaN();
+      auto& grads = model.parameters().grads();
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      grads.memory().from_host(grads.data(), &nan, sizeof nan);
     }
     // The guard judges the step before its update: loss and norm are the same on every rank
     // (all-reduced), so every rank reaches the same verdict.

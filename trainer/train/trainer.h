@@ -8,6 +8,7 @@
 
 #include "parallel/process_groups.h"
 #include "trainer/config/config.h"
+#include "trainer/model/backend.h"
 #include "trainer/train/progress.h"
 
 namespace baleine::train {
@@ -15,6 +16,9 @@ namespace baleine::train {
 struct TrainOptions {
   std::string save_params_dir;  // --save-params: every rank writes its parameters at the end
   std::string resume_from;      // --resume-from: this checkpoint, not the run dir's newest
+  // Tests: train on this backend instead of the one `device:` names (a stand-in device memory
+  // runs the device code paths without a GPU).
+  model::Backend* backend = nullptr;
 };
 
 struct TrainSummary {

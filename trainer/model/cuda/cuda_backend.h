@@ -7,6 +7,10 @@
 
 namespace baleine::model {
 
+// Makes CUDA device `device` current for this process; before the first cuda_backend() call
+// (std::logic_error after it with another device: the backend's memory is on the first one).
+void use_cuda_device(int device);
+
 // Created at the first call, on the device current then; lives until the process exits.
 // Throws std::runtime_error (from the CUDA runtime's message) where no device can be used.
 Backend& cuda_backend();

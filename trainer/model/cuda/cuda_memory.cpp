@@ -42,4 +42,6 @@ void CudaMemory::from_host(void* dst, const void* host, size_t bytes) {
   BALEINE_CUDA_CALL(cudaStreamSynchronize(stream_));
 }
 
+void CudaMemory::synchronize() { BALEINE_CUDA_CALL(cudaStreamSynchronize(stream_)); }
+
 }  // namespace baleine::model::cuda

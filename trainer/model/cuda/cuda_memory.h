@@ -23,6 +23,7 @@ class CudaMemory final : public kernels::Memory {
   void zero(void* ptr, size_t bytes) override;
   void to_host(void* host, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* host, size_t bytes) override;
+  void synchronize() override;
 
   cudaStream_t stream() const { return stream_; }
   kernels::cuda::DeviceArena& arena() { return arena_; }
