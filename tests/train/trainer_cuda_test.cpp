@@ -26,15 +26,14 @@ TEST(TrainerCuda, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA"; }
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "kernels/device.h"
 #include "parallel/process_groups.h"
+#include "tests/train/random_tokens.h"
 #include "trainer/config/config.h"
-#include "trainer/data/shard.h"
 #include "trainer/train/param_dump.h"
 #include "trainer/train/trainer.h"
 
@@ -129,10 +128,7 @@ TEST(TrainerCuda, QuickstartRunOnTheGpuFollowsTheCpu) {
   const fs::path dir = fs::path(BALEINE_TEST_TMP) / "quickstart";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::mt19937 rng(3);
-  std::vector<uint16_t> tokens(200000);
-  for (auto& t : tokens) t = static_cast<uint16_t>(rng() % 257);
-  data::write_shard((dir / "train.bin").string(), tokens, {257, 256, 1});
+  baleine::testing::write_random_token_shard((dir / "train.bin").string(), 200000, 3);
 
   const std::pair<const char*, Tolerance> cases[] = {
       {"fp32", {1e-4, 2e-2}}, {"bf16", {1e-2, 1e-1}}, {"fp8", {5e-2, 2e-1}}};

@@ -12,15 +12,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "parallel/process_groups.h"
 #include "tests/model/stand_in_backend.h"
+#include "tests/train/random_tokens.h"
 #include "trainer/config/config.h"
-#include "trainer/data/shard.h"
 #include "trainer/train/trainer.h"
 
 namespace baleine::train {
@@ -49,11 +48,7 @@ std::string shared_dir() {
   if (world_rank() == 0) {
     fs::remove_all(dir);
     fs::create_directories(dir);
-    // Random tokens: what matters is that every run reads the same ones.
-    std::mt19937 rng(7);
-    std::vector<uint16_t> tokens(20000);
-    for (auto& t : tokens) t = static_cast<uint16_t>(rng() % 257);
-    data::write_shard((dir / "train.bin").string(), tokens, {257, 256, 1});
+    baleine::testing::write_random_token_shard((dir / "train.bin").string(), 20000, 7);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   return dir.string();
