@@ -128,6 +128,25 @@ TEST(DeviceTable, EveryRowIsDenseCitedAndFindable) {
   EXPECT_EQ(find_device("H900"), nullptr);
 }
 
+// Names as the CUDA driver reports them; each row is a different table entry, so a pattern that
+// takes its neighbour's name (H20 for an H200, L4 for an L40S, A10 for an A100) fails here.
+TEST(DeviceTable, ACudaDeviceNameFindsItsRow) {
+  const std::pair<const char*, const char*> names[] = {
+      {"NVIDIA H200", "H200"},           {"NVIDIA H20", "H20"},
+      {"NVIDIA H800", "H800"},           {"NVIDIA H100 80GB HBM3", "H100-SXM"},
+      {"NVIDIA H100 PCIe", "H100-PCIe"}, {"NVIDIA H100 NVL", ""},
+      {"NVIDIA A100-SXM4-40GB", "A100-40"}, {"NVIDIA A100-SXM4-80GB", "A100-80"},
+      {"NVIDIA A10", "A10"},             {"NVIDIA L40S", "L40S"},
+      {"NVIDIA L4", "L4"},               {"NVIDIA GeForce RTX 4090", "RTX-4090"},
+      {"Tesla T4", "T4"},                {"NVIDIA B200", "B200"},
+      {"NVIDIA GeForce GTX 1080", ""},
+  };
+  for (const auto& [name, row] : names) {
+    EXPECT_EQ(device_row_for_gpu_name(name), row) << name;
+    if (*row) EXPECT_NE(find_device(row), nullptr) << row;
+  }
+}
+
 TEST(DeviceTable, DatasheetFiguresThatTheCostMathLeansOn) {
   // DeepSeek-V3's H800 is the H100 SXM die: 989.5 dense BF16, the unit of H800-equivalent hours.
   EXPECT_EQ(find_device("H800")->bf16_tflops, 989.5);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <regex>
+#include <utility>
 
 namespace baleine::config {
 
@@ -91,6 +93,29 @@ std::vector<std::string> device_names() {
   std::vector<std::string> names;
   for (const DeviceSpec& spec : device_table()) names.push_back(spec.name);
   return names;
+}
+
+std::string device_row_for_gpu_name(const std::string& gpu_name) {
+  // Checked in order: H20 must not take an H200, L4 an L40S, A10 an A100 (word boundaries), and
+  // the H100 variants come before the plain H100 (SXM). bench/pytorch_reference.py keeps the
+  // same list for its side of the benchmark.
+  static const std::pair<const char*, const char*> patterns[] = {
+      {R"(\bH200\b)", "H200"},           {R"(\bH20\b)", "H20"},
+      {R"(\bH800\b)", "H800"},           {R"(\bH100\b.*\bPCIE\b)", "H100-PCIe"},
+      {R"(\bH100\b.*\bNVL\b)", ""},      {R"(\bH100\b)", "H100-SXM"},
+      {R"(\bB200\b)", "B200"},           {R"(\bA100\b.*\b40GB\b)", "A100-40"},
+      {R"(\bA100\b)", "A100-80"},        {R"(\bA800\b)", "A800"},
+      {R"(\bL40S\b)", "L40S"},           {R"(\bL4\b)", "L4"},
+      {R"(\bRTX 4090\b)", "RTX-4090"},   {R"(\bRTX 3090\b)", "RTX-3090"},
+      {R"(\bA10\b)", "A10"},             {R"(\bT4\b)", "T4"},
+  };
+  std::string upper = gpu_name;
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  for (const auto& [pattern, row] : patterns) {
+    if (std::regex_search(upper, std::regex(pattern))) return row;
+  }
+  return "";
 }
 
 }  // namespace baleine::config

@@ -22,4 +22,9 @@ const std::vector<DeviceSpec>& device_table();
 const DeviceSpec* find_device(const std::string& name);
 std::vector<std::string> device_names();
 
+// The row for a CUDA device name as the driver reports it ("NVIDIA H200", "NVIDIA A100-SXM4-40GB",
+// "Tesla T4"), or "" when the table has none (an H100 NVL, a GPU not listed). A run on
+// device: cuda without cost.gpu is costed on this row.
+std::string device_row_for_gpu_name(const std::string& gpu_name);
+
 }  // namespace baleine::config

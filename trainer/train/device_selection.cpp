@@ -64,6 +64,7 @@ SelectedBackend select_backend(const config::RunConfig& config,
   model::use_cuda_device(selected.gpu);
   selected.backend = &model::cuda_backend();
   const auto& d = devices[static_cast<size_t>(selected.gpu)];
+  selected.gpu_name = d.name;
   std::ostringstream text;
   text << "cuda:" << d.index << " (" << d.name << ", sm_" << d.sm_major << d.sm_minor << ", "
        << std::fixed << std::setprecision(1) << d.memory_gib << " GiB)";

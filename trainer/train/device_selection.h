@@ -30,6 +30,7 @@ struct SelectedBackend {
   model::Backend* backend = nullptr;
   int gpu = -1;             // the CUDA device, or -1
   std::string description;  // "cpu" | "cuda:0 (NVIDIA H200, sm_90, 139.8 GiB)"
+  std::string gpu_name;     // "NVIDIA H200", or ""
 };
 SelectedBackend select_backend(const config::RunConfig& config,
                                const parallel::ProcessInfo& process);

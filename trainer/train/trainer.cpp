@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "parallel/pipeline_executor.h"
+#include "trainer/config/gpu_table.h"
 #include "trainer/cost/flops.h"
 #include "trainer/data/dataset.h"
 #include "trainer/errors.h"
@@ -163,6 +164,19 @@ void add_cost(StepRecord& r, const RunLedger& ledger, const cost::FlopsPerToken&
   r.projected_usd = ledger.projected_device_hours(r.step, r.total_steps) * rates.usd_per_hour;
 }
 
+// A GPU run whose config does not name cost.gpu is costed on the row of rank 0's GPU, so that
+// MFU and dollars mean something from the first step (the resolved config records it).
+config::RunConfig costed_on_this_gpu(const config::RunConfig& given,
+                                     const SelectedBackend& backend) {
+  config::RunConfig c = given;
+  if (backend.gpu < 0 || given.origins.count("cost.gpu")) return c;
+  const std::string row = config::device_row_for_gpu_name(backend.gpu_name);
+  if (row.empty()) return c;
+  c.cost.gpu = row;
+  c.origins["cost.gpu"] = "the GPU's name (" + backend.gpu_name + ")";
+  return c;
+}
+
 // "resumed from …/step-000040: step 40, 10.2k tokens (written by 4 ranks as pp 2 x dp 2 x ep 2,
 // 1f1b; this run: 1 rank: resharded)".
 std::string describe_resume(const ckpt::Manifest& m, const std::string& dir,
@@ -190,18 +204,19 @@ std::string describe_resume(const ckpt::Manifest& m, const std::string& dir,
 
 }  // namespace
 
-TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
+TrainSummary train(const config::RunConfig& given, parallel::ProcessGroups& g,
                    const TrainOptions& options, std::ostream& out) {
   const auto start = Clock::now();
   const DeviceFacts devices = this_process_devices(g.process);
-  run_agreed(*g.world, [&] { require_device(c, devices); });
+  run_agreed(*g.world, [&] { require_device(given, devices); });
   SelectedBackend backend;
   if (options.backend) {
     backend.backend = options.backend;
     backend.description = options.backend->name;
   } else {
-    run_agreed(*g.world, [&] { backend = select_backend(c, g.process); });
+    run_agreed(*g.world, [&] { backend = select_backend(given, g.process); });
   }
+  const config::RunConfig c = costed_on_this_gpu(given, backend);
   // Every buffer the run allocates from here on (model, optimizer) lives in its memory.
   model::BackendScope on_backend(*backend.backend);
   const BufferGroups buffers = make_buffer_groups(c, g, *backend.backend, backend.gpu);
@@ -272,6 +287,10 @@ TrainSummary train(const config::RunConfig& c, parallel::ProcessGroups& g,
         << "FLOPs per token: " << flops.formula << "\n"
         << "ledger: " << run_dir->file("ledger.jsonl") << " (flushed every "
         << c.ledger.flush_every_s << " s)\n" << std::flush;
+    if (backend.gpu >= 0 && rates.kind == "cpu") {
+      out << "note: " << backend.gpu_name << " has no row in the device table, so MFU and $ "
+          << "use cost.gpu " << c.cost.gpu << "; set cost.gpu (and cost.peak_tflops) for it\n";
+    }
   }
   auto fault = FaultInjection::from_environment(g.rank());
   install_stop_signal_handlers();
