@@ -35,6 +35,7 @@
 
 #include "kernels/cuda/alignment.h"
 #include "kernels/cuda/lt_plan.h"
+#include "kernels/cuda/nvtx.h"
 #include "kernels/fp8_gemm_cuda.h"
 
 namespace baleine::kernels {
@@ -607,6 +608,7 @@ void require_current_device(const State& s) {
 template <typename Out>
 void fp8_gemm(const Fp8View& a, const Fp8View& b, Out* c, bool accumulate,
               CudaFp8GemmWorkspace& workspace, cudaStream_t stream) {
+  cuda::NvtxRange range("fp8_gemm_tn");
   State& s = workspace.state();
   require_current_device(s);
   cuda_fp8_gemm_check(a, b, s.path);
