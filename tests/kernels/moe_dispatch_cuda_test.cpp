@@ -19,14 +19,13 @@ TEST(CudaMoeDispatch, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA
 
 #include <algorithm>
 #include <cstdint>
-#include <numeric>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels/moe_dispatch.h"
 #include "tests/kernels/cuda_test_support.h"
+#include "tests/kernels/moe_dispatch_test_support.h"
 
 namespace baleine::kernels {
 namespace {
@@ -35,36 +34,10 @@ using cuda::testing::random_floats;
 using cuda::testing::random_ids;
 using cuda::testing::relative_error;
 
-struct ExpertIndex {
-  std::vector<int32_t> offsets, row_token, assignment_row;
-};
-
-ExpertIndex index_on_cpu(const std::vector<int32_t>& chosen, int64_t tokens, int64_t top_k,
-                         int64_t experts) {
-  ExpertIndex index{std::vector<int32_t>(experts + 1), std::vector<int32_t>(tokens * top_k),
-                    std::vector<int32_t>(tokens * top_k)};
-  build_expert_index(chosen.data(), tokens, top_k, experts, index.offsets.data(),
-                     index.row_token.data(), index.assignment_row.data());
-  return index;
-}
-
-// Each token picks top_k DISTINCT experts from `allowed` (the others get no tokens).
-std::vector<int32_t> random_distinct_choice(int64_t tokens, int64_t top_k,
-                                            std::vector<int32_t> allowed, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> chosen;
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::shuffle(allowed.begin(), allowed.end(), rng);
-    chosen.insert(chosen.end(), allowed.begin(), allowed.begin() + top_k);
-  }
-  return chosen;
-}
-
-std::vector<int32_t> all_experts(int32_t experts) {
-  std::vector<int32_t> ids(experts);
-  std::iota(ids.begin(), ids.end(), 0);
-  return ids;
-}
+using moe_dispatch_testing::all_experts;
+using moe_dispatch_testing::build_index;
+using moe_dispatch_testing::ExpertIndex;
+using moe_dispatch_testing::random_distinct_choice;
 
 class CudaMoeDispatch : public cuda::testing::GpuTest {
  protected:
@@ -85,7 +58,7 @@ class CudaMoeDispatch : public cuda::testing::GpuTest {
 
   void expect_index_matches(const std::vector<int32_t>& chosen, int64_t tokens, int64_t top_k,
                             int64_t experts) {
-    const ExpertIndex want = index_on_cpu(chosen, tokens, top_k, experts);
+    const ExpertIndex want = build_index(chosen, tokens, top_k, experts);
     const ExpertIndex got = index_on_gpu(chosen, tokens, top_k, experts);
     const std::string what = "tokens=" + std::to_string(tokens) +
                              " top_k=" + std::to_string(top_k) +
@@ -137,7 +110,7 @@ TEST_F(CudaMoeDispatch, PermuteMatchesCpuBitForBit) {
   uint32_t seed = 10;
   for (const RowCase& c : kRowCases) {
     const int64_t rows = c.tokens * c.top_k;
-    const ExpertIndex index = index_on_cpu(
+    const ExpertIndex index = build_index(
         random_distinct_choice(c.tokens, c.top_k, all_experts(int32_t(c.experts)), seed++),
         c.tokens, c.top_k, c.experts);
     const auto x = random_floats(c.tokens * c.dim, seed++);
@@ -168,7 +141,7 @@ TEST_F(CudaMoeDispatch, CombineMatchesCpu) {
   uint32_t seed = 20;
   for (const RowCase& c : kRowCases) {
     const int64_t rows = c.tokens * c.top_k;
-    const ExpertIndex index = index_on_cpu(
+    const ExpertIndex index = build_index(
         random_distinct_choice(c.tokens, c.top_k, all_experts(int32_t(c.experts)), seed++),
         c.tokens, c.top_k, c.experts);
     const auto ye = random_floats(rows * c.dim, seed++);

@@ -6,8 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <numeric>
-#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -16,44 +14,17 @@
 #endif
 
 #include "tests/gradcheck.h"
+#include "tests/kernels/moe_dispatch_test_support.h"
 
 namespace baleine::kernels {
 namespace {
 
 using testing::random_vector;
 
-struct ExpertIndex {
-  std::vector<int32_t> offsets, row_token, assignment_row;
-};
-
-ExpertIndex build_index(const std::vector<int32_t>& chosen, int64_t tokens, int64_t top_k,
-                        int64_t experts) {
-  ExpertIndex index{std::vector<int32_t>(experts + 1, -1),
-                    std::vector<int32_t>(tokens * top_k, -1),
-                    std::vector<int32_t>(tokens * top_k, -1)};
-  build_expert_index(chosen.data(), tokens, top_k, experts, index.offsets.data(),
-                     index.row_token.data(), index.assignment_row.data());
-  return index;
-}
-
-// Each token picks top_k DISTINCT experts, drawn from `allowed` (so some experts can be left
-// with no tokens at all).
-std::vector<int32_t> random_distinct_choice(int64_t tokens, int64_t top_k,
-                                            std::vector<int32_t> allowed, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> chosen;
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::shuffle(allowed.begin(), allowed.end(), rng);
-    chosen.insert(chosen.end(), allowed.begin(), allowed.begin() + top_k);
-  }
-  return chosen;
-}
-
-std::vector<int32_t> all_experts(int32_t experts) {
-  std::vector<int32_t> ids(experts);
-  std::iota(ids.begin(), ids.end(), 0);
-  return ids;
-}
+using moe_dispatch_testing::all_experts;
+using moe_dispatch_testing::build_index;
+using moe_dispatch_testing::ExpertIndex;
+using moe_dispatch_testing::random_distinct_choice;
 
 // The index written the obvious way: for each expert in turn, scan the assignments in order.
 void expect_matches_brute_force(const std::vector<int32_t>& chosen, int64_t tokens,
