@@ -25,13 +25,13 @@ TEST(TrainerCuda, NeedsTheCudaBackend) { GTEST_SKIP() << "built without CUDA"; }
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "kernels/device.h"
 #include "parallel/process_groups.h"
+#include "tests/cli/equivalence_support.h"
 #include "tests/train/random_tokens.h"
 #include "trainer/config/config.h"
 #include "trainer/train/param_dump.h"
@@ -83,15 +83,6 @@ config::RunConfig quickstart(const std::string& dir, const std::string& device,
   return config::load_config_from_string(yaml.str(), "trainer-cuda.yaml");
 }
 
-std::vector<double> step_losses(const std::string& metrics) {
-  std::ifstream in(metrics);
-  std::vector<double> out;
-  for (std::string line; std::getline(in, line);) {
-    out.push_back(std::stod(line.substr(line.find("\"loss\":") + 7)));
-  }
-  return out;
-}
-
 // The run's losses per step and its final parameters (by name, in declaration order).
 struct Outcome {
   std::vector<double> losses;
@@ -107,7 +98,7 @@ Outcome train_once(const config::RunConfig& c, const std::string& params_dir) {
   const TrainSummary summary = train(c, groups, options, out);
   EXPECT_EQ(summary.steps, 5) << out.str();
   Outcome o;
-  o.losses = step_losses(c.run.dir + "/metrics.jsonl");
+  o.losses = baleine::testing::losses(c.run.dir + "/metrics.jsonl");
   for (const auto& [name, values] : load_params(params_dir + "/rank-0.params")) {
     o.params.insert(o.params.end(), values.begin(), values.end());
   }

@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-
 namespace baleine::optim {
 
 using model::Placement;
@@ -50,11 +49,6 @@ AdamW::AdamW(const config::AdamWSection& hyper, double grad_clip,
     }
     segments_.push_back(std::move(s));
   }
-}
-
-double global_grad_norm(const model::ParameterStore<float>& params) {
-  return std::sqrt(model::current_backend().parameters->sum_of_squares(
-      params.grads().data(), static_cast<int64_t>(params.grads().size())));
 }
 
 const float* AdamW::segment_grad(const model::ParameterStore<float>& params,

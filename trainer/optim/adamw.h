@@ -89,8 +89,4 @@ class AdamW {
   std::vector<Segment> segments_;  // replicated, expert
 };
 
-// √(Σ g²) over this rank's gradients, accumulated in double (no communication), on the current
-// backend.
-double global_grad_norm(const model::ParameterStore<float>& params);
-
 }  // namespace baleine::optim

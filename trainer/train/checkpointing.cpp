@@ -49,6 +49,16 @@ class HostView {
   std::vector<T> copy_;
 };
 
+// A HostView of `count` values at `data`, downloaded and kept in `views` (whose elements stay
+// put as it grows); its host pointer.
+template <typename T>
+const T* downloaded(std::deque<HostView<T>>& views, kernels::Memory& memory, T* data,
+                    int64_t count) {
+  views.emplace_back(memory, data, count);
+  views.back().download();
+  return views.back().data();
+}
+
 // model.* keys and their values, in the config's order.
 std::vector<std::pair<std::string, std::string>> model_fields(const config::RunConfig& c) {
   std::vector<std::pair<std::string, std::string>> fields;
@@ -161,23 +171,12 @@ void Checkpointer::write_shard(const std::string& temporary) {
     const bool writer = slice.sharded || slice.holders == nullptr || slice.holders->rank() == 0;
     if (!writer) continue;
     const bool bf16 = slice.m_bf16 != nullptr;
-    const void* m = nullptr;
-    const void* v = nullptr;
-    if (bf16) {
-      for (uint16_t* moment : {slice.m_bf16, slice.v_bf16}) {
-        bf16_moments.emplace_back(*slice.memory, moment, slice.count);
-        bf16_moments.back().download();
-      }
-      m = bf16_moments[bf16_moments.size() - 2].data();
-      v = bf16_moments.back().data();
-    } else {
-      for (float* moment : {slice.m, slice.v}) {
-        f32_moments.emplace_back(*slice.memory, moment, slice.count);
-        f32_moments.back().download();
-      }
-      m = f32_moments[f32_moments.size() - 2].data();
-      v = f32_moments.back().data();
-    }
+    const void* m = bf16 ? static_cast<const void*>(
+                               downloaded(bf16_moments, *slice.memory, slice.m_bf16, slice.count))
+                         : downloaded(f32_moments, *slice.memory, slice.m, slice.count);
+    const void* v = bf16 ? static_cast<const void*>(
+                               downloaded(bf16_moments, *slice.memory, slice.v_bf16, slice.count))
+                         : downloaded(f32_moments, *slice.memory, slice.v, slice.count);
     const DType dtype = bf16 ? DType::kBF16 : DType::kF32;
     const size_t element = bf16 ? sizeof(uint16_t) : sizeof(float);
     for (const auto& e : params.entries()) {
