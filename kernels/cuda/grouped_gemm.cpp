@@ -134,7 +134,7 @@ cublasComputeType_t compute_type(const State& s) {
 // `other` is w (forward, backward input) or x (backward weight), `out` is y, dx or dw.
 template <typename In, typename Out>
 void collect_problems(State& s, Pass pass, const ExpertRows& rows, const In* act,
-                      const In* other, Out* out, int64_t K, int64_t N) {
+                      const In* other, Out* out, int64_t K, int64_t N, bool accumulate) {
   int current = -1;
   BALEINE_CUDA_CALL(cudaGetDevice(&current));
   if (current != s.device) {
@@ -156,7 +156,6 @@ void collect_problems(State& s, Pass pass, const ExpertRows& rows, const In* act
   }
 
   s.problems.clear();
-  const bool accumulate = pass == Pass::kBackwardWeight;
   for (int64_t e = 0; e < rows.experts; ++e) {
     const int64_t first = rows.offsets[e], m = rows.rows(e);
     ExpertGemm g;
@@ -339,15 +338,17 @@ void run_loop(State& s, float beta, cudaStream_t stream) {
 
 template <typename In, typename Out>
 void run_pass(GroupedGemmContext& context, Pass pass, const ExpertRows& rows, const In* act,
-              const In* other, Out* out, int64_t K, int64_t N, cudaStream_t stream) {
+              const In* other, Out* out, int64_t K, int64_t N, cudaStream_t stream,
+              bool accumulate_input = false) {
   NvtxRange range(pass_name(pass));
   State& s = context.state();
-  collect_problems(s, pass, rows, act, other, out, K, N);
+  const bool accumulate = pass == Pass::kBackwardWeight || accumulate_input;
+  collect_problems(s, pass, rows, act, other, out, K, N, accumulate);
   if (s.problems.empty()) {
     s.last_path = GroupedGemmPath::kNone;
     return;
   }
-  const float beta = pass == Pass::kBackwardWeight ? 1.0f : 0.0f;
+  const float beta = accumulate ? 1.0f : 0.0f;
   if (!s.force_loop && grouped_can_run<In, Out>(s.problems) &&
       run_grouped<In, Out>(s, beta, stream)) {
     s.last_path = GroupedGemmPath::kGrouped;
@@ -412,18 +413,18 @@ void grouped_linear_forward(GroupedGemmContext& context, const ExpertRows& rows,
 
 void grouped_linear_backward_input(GroupedGemmContext& context, const ExpertRows& rows,
                                    const float* dy, const float* w, float* dx, int64_t K,
-                                   int64_t N, cudaStream_t stream) {
-  run_pass(context, Pass::kBackwardInput, rows, dy, w, dx, K, N, stream);
+                                   int64_t N, cudaStream_t stream, bool accumulate) {
+  run_pass(context, Pass::kBackwardInput, rows, dy, w, dx, K, N, stream, accumulate);
 }
 void grouped_linear_backward_input(GroupedGemmContext& context, const ExpertRows& rows,
                                    const uint16_t* dy, const uint16_t* w, float* dx, int64_t K,
-                                   int64_t N, cudaStream_t stream) {
-  run_pass(context, Pass::kBackwardInput, rows, dy, w, dx, K, N, stream);
+                                   int64_t N, cudaStream_t stream, bool accumulate) {
+  run_pass(context, Pass::kBackwardInput, rows, dy, w, dx, K, N, stream, accumulate);
 }
 void grouped_linear_backward_input(GroupedGemmContext& context, const ExpertRows& rows,
                                    const uint16_t* dy, const uint16_t* w, uint16_t* dx,
-                                   int64_t K, int64_t N, cudaStream_t stream) {
-  run_pass(context, Pass::kBackwardInput, rows, dy, w, dx, K, N, stream);
+                                   int64_t K, int64_t N, cudaStream_t stream, bool accumulate) {
+  run_pass(context, Pass::kBackwardInput, rows, dy, w, dx, K, N, stream, accumulate);
 }
 
 void grouped_linear_backward_weight(GroupedGemmContext& context, const ExpertRows& rows,

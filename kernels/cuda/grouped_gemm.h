@@ -9,7 +9,8 @@
 //   weights w, dw [E, N, K] contiguous: expert e's Linear weight [N, K] (torch.nn.Linear's
 //       [out, in]) at w + e·N·K.
 //   grouped_linear_forward          y_e  = x_e · w_eᵀ       (y's rows overwritten)
-//   grouped_linear_backward_input   dx_e = dy_e · w_e       (dx's rows overwritten)
+//   grouped_linear_backward_input   dx_e = dy_e · w_e       (dx's rows overwritten, or added
+//                                                            to with accumulate)
 //   grouped_linear_backward_weight  dw_e += dy_eᵀ · x_e     (accumulated; an expert without
 //                                                            rows leaves dw_e as it was)
 // The same products, one expert at a time, as kernels/gemm.h's linear_* (and kernels/cuda/gemm.h).
@@ -106,7 +107,8 @@ void grouped_linear_forward(GroupedGemmContext& context, const ExpertRows& rows,
                             const float* w, float* y, int64_t K, int64_t N, cudaStream_t stream);
 void grouped_linear_backward_input(GroupedGemmContext& context, const ExpertRows& rows,
                                    const float* dy, const float* w, float* dx, int64_t K,
-                                   int64_t N, cudaStream_t stream);
+                                   int64_t N, cudaStream_t stream,
+                                   bool accumulate = false);
 void grouped_linear_backward_weight(GroupedGemmContext& context, const ExpertRows& rows,
                                     const float* dy, const float* x, float* dw, int64_t K,
                                     int64_t N, cudaStream_t stream);
@@ -120,10 +122,12 @@ void grouped_linear_forward(GroupedGemmContext& context, const ExpertRows& rows,
                             int64_t N, cudaStream_t stream);
 void grouped_linear_backward_input(GroupedGemmContext& context, const ExpertRows& rows,
                                    const uint16_t* dy, const uint16_t* w, float* dx, int64_t K,
-                                   int64_t N, cudaStream_t stream);
+                                   int64_t N, cudaStream_t stream,
+                                   bool accumulate = false);
 void grouped_linear_backward_input(GroupedGemmContext& context, const ExpertRows& rows,
                                    const uint16_t* dy, const uint16_t* w, uint16_t* dx,
-                                   int64_t K, int64_t N, cudaStream_t stream);
+                                   int64_t K, int64_t N, cudaStream_t stream,
+                                   bool accumulate = false);
 void grouped_linear_backward_weight(GroupedGemmContext& context, const ExpertRows& rows,
                                     const uint16_t* dy, const uint16_t* x, float* dw, int64_t K,
                                     int64_t N, cudaStream_t stream);

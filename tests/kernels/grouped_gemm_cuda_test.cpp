@@ -233,6 +233,46 @@ TEST_F(CudaGroupedGemm, ManyCallsInARowEachKeepTheirOwnPointers) {
   EXPECT_LT(relative_error(download(dw_dev), dw), kFp32Tolerance);
 }
 
+// As the MoE layer calls it (model/grouped_experts.cpp): the rows of an expert-parallel source
+// block start mid-buffer (offsets[0] > 0), and the backward input adds db·W3 to da·W1 with
+// accumulate. Rows outside the block must keep their values.
+TEST_F(CudaGroupedGemm, ABlockMidBufferAndAnAccumulatingBackwardInput) {
+  const int64_t K = kAlignedK, N = kAlignedN, before = 11, after = 3;
+  std::vector<int64_t> offsets;
+  for (int64_t o : kUneven.offsets) offsets.push_back(before + o);
+  const ExpertRows block{offsets.data(), kUneven.experts()};
+  const int64_t rows = before + kUneven.rows() + after;
+  const std::vector<float> dy1 = random_floats(rows * N, 41), dy2 = random_floats(rows * N, 42);
+  const std::vector<float> w1 = random_floats(8 * N * K, 43), w2 = random_floats(8 * N * K, 44);
+  const std::vector<float> dx0 = random_floats(rows * K, 45);
+  const DeviceBuffer<float> dy1_dev = upload(dy1), dy2_dev = upload(dy2);
+  const DeviceBuffer<float> w1_dev = upload(w1), w2_dev = upload(w2);
+  DeviceBuffer<float> dx_dev = upload(dx0);
+
+  GroupedGemmContext context;
+  grouped_linear_backward_input(context, block, dy1_dev.data(), w1_dev.data(), dx_dev.data(), K,
+                                N, stream());
+  EXPECT_EQ(context.last_path(), GroupedGemmPath::kGrouped);
+  grouped_linear_backward_input(context, block, dy2_dev.data(), w2_dev.data(), dx_dev.data(), K,
+                                N, stream(), /*accumulate=*/true);
+  EXPECT_EQ(context.last_path(), GroupedGemmPath::kGrouped);
+  const std::vector<float> got = download(dx_dev);
+
+  // The CPU: dx = dy1·W1 + dy2·W2 on the block's rows, dx0 elsewhere.
+  std::vector<float> want = dx0;
+  const std::vector<float> dy1_block(dy1.begin() + before * N, dy1.end() - after * N);
+  const std::vector<float> dy2_block(dy2.begin() + before * N, dy2.end() - after * N);
+  std::vector<float> dx1(static_cast<size_t>(kUneven.rows() * K), 0.0f), dx2 = dx1;
+  cpu_backward_input(kUneven, dy1_block, w1, dx1, K, N);
+  cpu_backward_input(kUneven, dy2_block, w2, dx2, K, N);
+  for (size_t i = 0; i < dx1.size(); ++i) want[before * K + i] = dx1[i] + dx2[i];
+  EXPECT_LT(relative_error(got, want), kFp32Tolerance);
+  for (int64_t i = 0; i < before * K; ++i) ASSERT_EQ(got[i], dx0[i]) << "row before the block";
+  for (int64_t i = (rows - after) * K; i < rows * K; ++i) {
+    ASSERT_EQ(got[i], dx0[i]) << "row after the block";
+  }
+}
+
 TEST_F(CudaGroupedGemm, NoExpertWithRowsRunsNothing) {
   const int64_t K = kAlignedK, N = kAlignedN;
   const Experts idle({0, 0, 0, 0, 0, 0, 0, 0}), none({});

@@ -43,7 +43,7 @@ void AttentionLayer<T>::forward(const T* x, T* y, BatchShape shape) {
     out = s.out.data();
   }
   ops<T>().attention_forward(s.q.data(), s.k.data(), s.v.data(), out, s.lse.data(), shape.batch,
-                             shape.seq, h, hd);
+                             shape.seq, h, hd, attention_core());
   s.o.store(out, n, d, f);
   linear_fprop(f, s.o.view(), store_.value(wo_), y, n, d, d);
 }
@@ -61,7 +61,7 @@ void AttentionLayer<T>::backward(const T* dy, T* dx, BatchShape shape,
   linear_dgrad(f, dy, store_.value(wo_), do_.data(), n, d, d, false);
   ops<T>().attention_backward(do_.data(), s.q.data(), s.k.data(), s.v.data(), s.out.data(),
                               s.lse.data(), dq_.data(), dk_.data(), dv_.data(), shape.batch,
-                              shape.seq, h, hd);
+                              shape.seq, h, hd, attention_core());
   ops<T>().rope_backward(dq_.data(), dq_.data(), shape.batch, shape.seq, h, hd, theta);
   ops<T>().rope_backward(dk_.data(), dk_.data(), shape.batch, shape.seq, h, hd, theta);
   // dx = dq·Wq + dk·Wk + dv·Wv

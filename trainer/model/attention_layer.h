@@ -8,6 +8,7 @@
 
 #include "trainer/model/activation_bytes.h"
 #include "trainer/model/linear.h"
+#include "trainer/model/ops.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/shapes.h"
 #include "trainer/model/weight_grad_queue.h"
@@ -20,7 +21,8 @@ struct AttentionConfig {
   double rope_theta = 10000.0;
   double init_std = 0.02;
   double out_std = 0.02;  // output projection, scaled down with depth
-  LinearFormat linear;    // the four projections' precision (the attention core stays in T)
+  LinearFormat linear;    // the four projections' precision; BF16 or FP8 ones let the
+                          // attention core run in BF16 where the backend can (ops.h)
 };
 
 template <typename T>
@@ -54,6 +56,10 @@ class AttentionLayer {
                 WeightGradQueue<T>* weight_grads = nullptr);
 
  private:
+  AttentionCore attention_core() const {
+    return config_.linear.precision == LinearPrecision::kFp32 ? AttentionCore::kFp32
+                                                              : AttentionCore::kBf16;
+  }
   ParameterStore<T>& store_;
   AttentionConfig config_;
   typename ParameterStore<T>::Handle wq_, wk_, wv_, wo_;

@@ -86,12 +86,13 @@ class CpuOps : public Ops<T> {
     kernels::rope_backward(dy, dx, batch, seq, heads, head_dim, theta);
   }
   void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, int64_t batch,
-                         int64_t seq, int64_t heads, int64_t head_dim) override {
+                         int64_t seq, int64_t heads, int64_t head_dim,
+                         AttentionCore /*FP32 always*/) override {
     kernels::attention_forward(q, k, v, out, lse, batch, seq, heads, head_dim);
   }
   void attention_backward(const T* dout, const T* q, const T* k, const T* v, const T* /*out*/,
                           const T* lse, T* dq, T* dk, T* dv, int64_t batch, int64_t seq,
-                          int64_t heads, int64_t head_dim) override {
+                          int64_t heads, int64_t head_dim, AttentionCore /*FP32 always*/) override {
     kernels::attention_backward(dout, q, k, v, lse, dq, dk, dv, batch, seq, heads, head_dim);
   }
   void embedding_forward(const int32_t* tokens, const T* table, T* out, int64_t n_tokens,

@@ -34,6 +34,7 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets, Plan& plan) const {
       plan.segments[e].assign(1,
                                {expert_offsets[e], expert_offsets[e + 1] - expert_offsets[e]});
     }
+    plan.block_offsets.assign(expert_offsets, expert_offsets + experts_ + 1);
     plan.received_rows = plan.sent_rows;
     return;
   }
@@ -61,13 +62,16 @@ void ExpertExchange<T>::plan(const int32_t* expert_offsets, Plan& plan) const {
 
   // Received rows are source-major; inside a source's block they are sorted by expert.
   for (auto& segments : plan.segments) segments.clear();
+  plan.block_offsets.resize(static_cast<size_t>(peers * (le + 1)));
   int64_t row = 0;
   for (int64_t p = 0; p < peers; ++p) {
     for (int64_t j = 0; j < le; ++j) {
       const int64_t rows = plan.counts_from[p * le + j];
       if (rows > 0) plan.segments[j].push_back({row, rows});
+      plan.block_offsets[p * (le + 1) + j] = row;
       row += rows;
     }
+    plan.block_offsets[p * (le + 1) + le] = row;
   }
 }
 

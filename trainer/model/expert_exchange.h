@@ -44,6 +44,15 @@ class ExpertExchange {
     std::vector<int64_t> recv_rows, recv_first;
     std::vector<int64_t> counts_to, counts_from;     // [peer][local expert] rows
     std::vector<std::vector<Segment>> segments;      // [local expert]
+    // The same rows as blocks, one per source (one in all when local): source p's rows of
+    // local expert j are [block_offsets[p·(El+1) + j], block_offsets[p·(El+1) + j + 1]), so
+    // each block is the row offsets a grouped GEMM over the local experts takes.
+    std::vector<int64_t> block_offsets;
+    int64_t blocks() const {
+      return static_cast<int64_t>(block_offsets.size()) / block_stride();
+    }
+    const int64_t* block(int64_t p) const { return block_offsets.data() + p * block_stride(); }
+    int64_t block_stride() const { return static_cast<int64_t>(segments.size()) + 1; }
   };
 
   // expert_offsets [experts + 1]: this rank's sorted rows of global expert e are

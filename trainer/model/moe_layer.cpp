@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <numeric>
+#include <stdexcept>
 
 #include "trainer/model/backend.h"
 #include "trainer/model/expert_loop.h"
 #include "trainer/model/expert_wire.h"
+#include "trainer/model/grouped_experts.h"
 #include "trainer/model/saved_state.h"
 
 namespace baleine::model {
@@ -21,16 +23,21 @@ MoeLayer<T>::MoeLayer(ParameterStore<T>& store, const std::string& prefix,
   const int64_t e = config.routed_experts, d = config.dim, w = config.expert_width;
   gate_ = store.declare(prefix + ".gate", {e, d}, Init::kNormal, config.init_std, false);
   // One parameter per expert, named by its GLOBAL index: any layout initialises expert e the
-  // same way, and a checkpoint in global coordinates needs no renaming.
-  for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
-    const std::string name = prefix + ".experts." + std::to_string(config.expert_begin + j);
-    expert_w1_.push_back(store.declare(name + ".w1", {w, d}, Init::kNormal, config.init_std,
-                                       true, Placement::kExpert));
-    expert_w3_.push_back(store.declare(name + ".w3", {w, d}, Init::kNormal, config.init_std,
-                                       true, Placement::kExpert));
-    expert_w2_.push_back(store.declare(name + ".w2", {d, w}, Init::kNormal, config.out_std,
-                                       true, Placement::kExpert));
-  }
+  // same way, and a checkpoint in global coordinates needs no renaming. Declared matrix by
+  // matrix (every local expert's w1, then every w3, then every w2): the store lays a region's
+  // tensors out in declaration order, so each matrix of the local experts is one [El, N, K]
+  // array, which the grouped expert GEMMs take (grouped_experts.h).
+  const auto declare_each_expert = [&](const char* matrix, std::vector<int64_t> shape,
+                                       double std, std::vector<Handle>& handles) {
+    for (int64_t j = 0; j < exchange_.local_experts(); ++j) {
+      const std::string name = prefix + ".experts." + std::to_string(config.expert_begin + j);
+      handles.push_back(store.declare(name + "." + matrix, shape, Init::kNormal, std, true,
+                                      Placement::kExpert));
+    }
+  };
+  declare_each_expert("w1", {w, d}, config.init_std, expert_w1_);
+  declare_each_expert("w3", {w, d}, config.init_std, expert_w3_);
+  declare_each_expert("w2", {d, w}, config.out_std, expert_w2_);
   if (config.shared_experts > 0) {
     shared_.emplace_back(store, prefix + ".shared", d, config.shared_experts * w, config.init_std,
                          config.out_std, config.linear);
@@ -49,6 +56,39 @@ template <typename T>
 MlpWeights<T> MoeLayer<T>::expert_weights(int64_t j) const {
   return {store_.value(expert_w1_[j]), store_.value(expert_w3_[j]),
           store_.value(expert_w2_[j])};
+}
+
+template <typename T>
+bool MoeLayer<T>::grouped() const {
+  if (!ops<T>().groups_expert_linears() || expert_w1_.empty()) return false;
+  // The declarations in the constructor make each matrix one array; check it once the store
+  // has laid them out, since the grouped GEMMs would read another expert's weights otherwise.
+  for (const auto* handles : {&expert_w1_, &expert_w3_, &expert_w2_}) {
+    const auto& entries = store_.entries();
+    const ParameterEntry& first = entries[(*handles)[0]];
+    for (size_t j = 1; j < handles->size(); ++j) {
+      if (entries[(*handles)[j]].offset != first.offset + static_cast<int64_t>(j) * first.size) {
+        throw std::logic_error("MoeLayer: the experts' " + first.name +
+                               " matrices are not one contiguous array");
+      }
+    }
+  }
+  return true;
+}
+
+template <typename T>
+MlpWeights<T> MoeLayer<T>::stacked_weights() const {
+  return expert_weights(0);
+}
+
+template <typename T>
+StackedExpertGrads<T> MoeLayer<T>::stacked_grads() {
+  return {store_.grad(expert_w1_[0]), store_.grad(expert_w3_[0]), store_.grad(expert_w2_[0])};
+}
+
+template <typename T>
+ExpertBlocksView MoeLayer<T>::blocks(const typename ExpertExchange<T>::Plan& plan) const {
+  return {plan.block_offsets.data(), plan.blocks(), exchange_.local_experts()};
 }
 
 template <typename T>
@@ -166,13 +206,18 @@ void MoeLayer<T>::forward(const T* x, T* y, BatchShape shape) {
   for (int64_t j = 0; j < local_experts; ++j) {
     for (const auto& seg : s.plan.segments[j]) s.expert_rows[j] += seg.rows;
   }
-  for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
-    for (const auto& seg : s.plan.segments[j]) {
-      const int64_t r0 = seg.first_row;
-      swiglu_mlp_forward(f, local_x.row_slice(r0, seg.rows), s.local_y.data() + r0 * d,
-                         seg.rows, d, w, expert_weights(j), s.experts, r0);
-    }
-  });
+  if (grouped()) {
+    grouped_experts_forward(f, blocks(s.plan), local_x, s.local_y.data(), local_rows, d, w,
+                            stacked_weights(), s.experts);
+  } else {
+    for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
+      for (const auto& seg : s.plan.segments[j]) {
+        const int64_t r0 = seg.first_row;
+        swiglu_mlp_forward(f, local_x.row_slice(r0, seg.rows), s.local_y.data() + r0 * d,
+                           seg.rows, d, w, expert_weights(j), s.experts, r0);
+      }
+    });
+  }
   // Combine: outputs return to the token's rank, weighted in a fixed (token, slot) order.
   s.ye = move_values(s.plan, false, s.local_y.data(), s.ye_buffer);
   if (counting_) {
@@ -210,16 +255,24 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
   dlocal_x_.resize(std::max<int64_t>(local_rows * d, 1));
   expert_grads_.resize(std::max<int64_t>(local_rows, 1), w);
   const int64_t local_experts = exchange_.local_experts();
-  for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
-    for (const auto& seg : s.plan.segments[j]) {
-      const int64_t r0 = seg.first_row;
-      swiglu_mlp_backward_input(f, dlocal_y + r0 * d, dlocal_x_.data() + r0 * d, seg.rows, d, w,
-                                expert_weights(j), s.experts.a.data() + r0 * w,
-                                s.experts.b.data() + r0 * w, expert_grads_.da.data() + r0 * w,
-                                expert_grads_.db.data() + r0 * w,
-                                expert_grads_.dh.data() + r0 * w);
-    }
-  });
+  const bool grouped_experts = grouped();
+  if (grouped_experts) {
+    grouped_experts_backward_input(f, blocks(s.plan), dlocal_y, dlocal_x_.data(), local_rows, d,
+                                   w, stacked_weights(), s.experts.a.data(),
+                                   s.experts.b.data(), expert_grads_.da.data(),
+                                   expert_grads_.db.data(), expert_grads_.dh.data());
+  } else {
+    for_each_expert(s.expert_rows.data(), local_experts, [&](int64_t j) {
+      for (const auto& seg : s.plan.segments[j]) {
+        const int64_t r0 = seg.first_row;
+        swiglu_mlp_backward_input(f, dlocal_y + r0 * d, dlocal_x_.data() + r0 * d, seg.rows, d,
+                                  w, expert_weights(j), s.experts.a.data() + r0 * w,
+                                  s.experts.b.data() + r0 * w, expert_grads_.da.data() + r0 * w,
+                                  expert_grads_.db.data() + r0 * w,
+                                  expert_grads_.dh.data() + r0 * w);
+      }
+    });
+  }
   const T* dxe = move_values(s.plan, false, dlocal_x_.data(), dxe_buffer_);
   ops<T>().permute_tokens_backward(dxe, s.row_token.data(), s.assignment_row.data(), dx, n, kk, d);
 
@@ -244,17 +297,22 @@ void MoeLayer<T>::backward(const T* dy, T* dx, BatchShape shape, T aux_loss_grad
   // micro-batches.
   weight_grad(weight_grads, [=, segments = s.plan.segments.data(), local_x = expert_input(s),
                              h = s.experts.h.view(), gate_x = s.gate_x.view(),
-                             expert_rows = s.expert_rows.data()] {
-    // An expert's segments accumulate into its gradients in source order, on one thread.
-    for_each_expert(expert_rows, local_experts, [&](int64_t j) {
-      for (const auto& seg : segments[j]) {
-        const int64_t r0 = seg.first_row;
-        swiglu_mlp_backward_weight(f, dly + r0 * d, local_x.row_slice(r0, seg.rows), seg.rows,
-                                   d, w, h.row_slice(r0, seg.rows), da + r0 * w, db + r0 * w,
-                                   store_.grad(expert_w1_[j]), store_.grad(expert_w3_[j]),
-                                   store_.grad(expert_w2_[j]));
-      }
-    });
+                             expert_rows = s.expert_rows.data(), expert_blocks = blocks(s.plan)] {
+    if (grouped_experts) {
+      grouped_experts_backward_weight(f, expert_blocks, dly, local_x, h, da, db, d, w,
+                                      stacked_grads());
+    } else {
+      // An expert's segments accumulate into its gradients in source order, on one thread.
+      for_each_expert(expert_rows, local_experts, [&](int64_t j) {
+        for (const auto& seg : segments[j]) {
+          const int64_t r0 = seg.first_row;
+          swiglu_mlp_backward_weight(f, dly + r0 * d, local_x.row_slice(r0, seg.rows),
+                                     seg.rows, d, w, h.row_slice(r0, seg.rows), da + r0 * w,
+                                     db + r0 * w, store_.grad(expert_w1_[j]),
+                                     store_.grad(expert_w3_[j]), store_.grad(expert_w2_[j]));
+        }
+      });
+    }
     linear_wgrad(fg, dlogits, gate_x, store_.grad(gate_), n, d, e);
   });
 

@@ -16,6 +16,7 @@
 #include "kernels/routing.h"
 #include "parallel/comm.h"
 #include "trainer/model/expert_exchange.h"
+#include "trainer/model/grouped_experts.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/shapes.h"
 #include "trainer/model/swiglu_mlp.h"
@@ -107,8 +108,9 @@ class MoeLayer {
  private:
   ParameterStore<T>& store_;
   MoeConfig config_;
-  typename ParameterStore<T>::Handle gate_;
-  std::vector<typename ParameterStore<T>::Handle> expert_w1_, expert_w3_, expert_w2_;  // local
+  using Handle = typename ParameterStore<T>::Handle;
+  Handle gate_;
+  std::vector<Handle> expert_w1_, expert_w3_, expert_w2_;  // local experts, in order
   ExpertExchange<T> exchange_;
   std::vector<SwiGluMlp<T>> shared_;  // zero or one MLP holding all shared experts
   std::vector<T> bias_;
@@ -128,6 +130,12 @@ class MoeLayer {
   void dispatch_inputs(Saved& s, const T* xe);
   LinearInputView<T> expert_input(const Saved& s) const;
   MlpWeights<T> expert_weights(int64_t j) const;
+  // Whether the experts run as grouped Linears (the backend groups them; grouped_experts.h)
+  // rather than one MLP per expert; then each matrix of the local experts is one array.
+  bool grouped() const;
+  MlpWeights<T> stacked_weights() const;  // each matrix's [El, N, K] array
+  StackedExpertGrads<T> stacked_grads();
+  ExpertBlocksView blocks(const typename ExpertExchange<T>::Plan& plan) const;
 
   Saved saved_;
   Array<T> logits_, shared_out_, xe_;  // forward temporaries

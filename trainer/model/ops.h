@@ -20,6 +20,13 @@
 
 namespace baleine::model {
 
+// The precision the attention core may run in. kBf16 lets a backend use a BF16 fused kernel
+// (the CUDA backend: cuDNN's flash attention, Q, K, V, O and the gradients rounded to BF16,
+// FP32 softmax statistics) when the layer's Linears are BF16 or FP8 anyway: DeepSeek-V3 keeps
+// the attention core in BF16 under FP8 training (report §3.3). kFp32 asks for FP32. The CPU
+// computes in FP32 either way: it is the reference the GPU is checked against.
+enum class AttentionCore { kFp32, kBf16 };
+
 template <typename T>
 class Ops {
  public:
@@ -37,6 +44,38 @@ class Ops {
                             int64_t K, int64_t N, bool accumulate) = 0;
   virtual void linear_wgrad(const LinearFormat& f, const T* dy, const LinearInputView<T>& x,
                             T* dw, int64_t M, int64_t K, int64_t N) = 0;
+  // The same three GEMMs for every local routed expert at once (model/grouped_experts.h):
+  // w, dw are [experts, N, K] (expert e's [N, K] at e·N·K) and expert e's rows of x, y, dy, dx
+  // are [offsets[e], offsets[e + 1]) (HOST memory, experts + 1 entries, absolute row indices).
+  // A backend that groups them (one launch for all experts) says so; the model then calls these
+  // instead of a Linear per expert. The defaults are that loop, with the same calls in expert
+  // order, so a backend that only overrides groups_expert_linears() computes the loop's bits.
+  virtual bool groups_expert_linears() const { return false; }
+  virtual void grouped_linear_fprop(const LinearFormat& f, const int64_t* offsets,
+                                    int64_t experts, const LinearInputView<T>& x, const T* w,
+                                    T* y, int64_t K, int64_t N) {
+    for (int64_t e = 0; e < experts; ++e) {
+      const int64_t first = offsets[e], rows = offsets[e + 1] - offsets[e];
+      linear_fprop(f, x.row_slice(first, rows), w + e * N * K, y + first * N, rows, K, N);
+    }
+  }
+  virtual void grouped_linear_dgrad(const LinearFormat& f, const int64_t* offsets,
+                                    int64_t experts, const T* dy, const T* w, T* dx, int64_t K,
+                                    int64_t N, bool accumulate) {
+    for (int64_t e = 0; e < experts; ++e) {
+      const int64_t first = offsets[e], rows = offsets[e + 1] - offsets[e];
+      linear_dgrad(f, dy + first * N, w + e * N * K, dx + first * K, rows, K, N, accumulate);
+    }
+  }
+  virtual void grouped_linear_wgrad(const LinearFormat& f, const int64_t* offsets,
+                                    int64_t experts, const T* dy, const LinearInputView<T>& x,
+                                    T* dw, int64_t K, int64_t N) {
+    for (int64_t e = 0; e < experts; ++e) {
+      const int64_t first = offsets[e], rows = offsets[e + 1] - offsets[e];
+      linear_wgrad(f, dy + first * N, x.row_slice(first, rows), dw + e * N * K, rows, K, N);
+    }
+  }
+
   // The head's FP32 GEMMs (kernels/gemm.h).
   virtual void linear_forward(const T* x, const T* w, T* y, int64_t M, int64_t K, int64_t N) = 0;
   virtual void linear_backward_input(const T* dy, const T* w, T* dx, int64_t M, int64_t K,
@@ -63,15 +102,16 @@ class Ops {
   virtual void rope_backward(const T* dy, T* dx, int64_t batch, int64_t seq, int64_t heads,
                              int64_t head_dim, T theta) = 0;
   virtual void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
-                                 int64_t batch, int64_t seq, int64_t heads,
-                                 int64_t head_dim) = 0;
+                                 int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                                 AttentionCore core) = 0;
   // Whether attention_backward reads the forward's output (`out`): the CUDA kernel does
   // (FlashAttention's rowsum(dO ∘ O)), the CPU one recomputes what it needs. Layers keep the
   // output for the backward only where it is read.
   virtual bool attention_backward_reads_output() const = 0;
   virtual void attention_backward(const T* dout, const T* q, const T* k, const T* v,
                                   const T* out, const T* lse, T* dq, T* dk, T* dv, int64_t batch,
-                                  int64_t seq, int64_t heads, int64_t head_dim) = 0;
+                                  int64_t seq, int64_t heads, int64_t head_dim,
+                                  AttentionCore core) = 0;
   virtual void embedding_forward(const int32_t* tokens, const T* table, T* out, int64_t n_tokens,
                                  int64_t dim) = 0;
   virtual void embedding_backward(const int32_t* tokens, const T* dout, T* dtable,

@@ -161,6 +161,76 @@ void CudaOps::linear_wgrad(const LinearFormat& f, const float* dy, const LinearI
   }
 }
 
+const uint16_t* CudaOps::bf16_rows(const float* x, const int64_t* offsets, int64_t experts,
+                                   int64_t cols, Slot slot) {
+  const int64_t first = offsets[0], end = offsets[experts];
+  uint16_t* out = scratch<uint16_t>(slot, end * cols);
+  kc::float_to_bf16(x + first * cols, out + first * cols, (end - first) * cols, stream_);
+  return out;
+}
+
+void CudaOps::grouped_linear_fprop(const LinearFormat& f, const int64_t* offsets,
+                                   int64_t experts, const LinearInputView<float>& x,
+                                   const float* w, float* y, int64_t K, int64_t N) {
+  const kc::ExpertRows rows{offsets, experts};
+  switch (f.precision) {
+    case LinearPrecision::kFp32:
+      kc::grouped_linear_forward(grouped_, rows, x.values, w, y, K, N, stream_);
+      return;
+    case LinearPrecision::kBf16: {
+      uint16_t* w16 = scratch<uint16_t>(kOperandB, experts * N * K);
+      kc::float_to_bf16(w, w16, experts * N * K, stream_);
+      kc::grouped_linear_forward(grouped_, rows, x.bf16, w16, y, K, N, stream_);
+      return;
+    }
+    case LinearPrecision::kFp8:
+      Ops<float>::grouped_linear_fprop(f, offsets, experts, x, w, y, K, N);
+      return;
+  }
+}
+
+void CudaOps::grouped_linear_dgrad(const LinearFormat& f, const int64_t* offsets,
+                                   int64_t experts, const float* dy, const float* w, float* dx,
+                                   int64_t K, int64_t N, bool accumulate) {
+  const kc::ExpertRows rows{offsets, experts};
+  switch (f.precision) {
+    case LinearPrecision::kFp32:
+      kc::grouped_linear_backward_input(grouped_, rows, dy, w, dx, K, N, stream_, accumulate);
+      return;
+    case LinearPrecision::kBf16: {
+      const uint16_t* dy16 = bf16_rows(dy, offsets, experts, N, kOperandA);
+      uint16_t* w16 = scratch<uint16_t>(kOperandB, experts * N * K);
+      kc::float_to_bf16(w, w16, experts * N * K, stream_);
+      kc::grouped_linear_backward_input(grouped_, rows, dy16, w16, dx, K, N, stream_,
+                                        accumulate);
+      return;
+    }
+    case LinearPrecision::kFp8:
+      Ops<float>::grouped_linear_dgrad(f, offsets, experts, dy, w, dx, K, N, accumulate);
+      return;
+  }
+}
+
+void CudaOps::grouped_linear_wgrad(const LinearFormat& f, const int64_t* offsets,
+                                   int64_t experts, const float* dy,
+                                   const LinearInputView<float>& x, float* dw, int64_t K,
+                                   int64_t N) {
+  const kc::ExpertRows rows{offsets, experts};
+  switch (f.precision) {
+    case LinearPrecision::kFp32:
+      kc::grouped_linear_backward_weight(grouped_, rows, dy, x.values, dw, K, N, stream_);
+      return;
+    case LinearPrecision::kBf16:
+      kc::grouped_linear_backward_weight(grouped_, rows,
+                                         bf16_rows(dy, offsets, experts, N, kOperandA), x.bf16,
+                                         dw, K, N, stream_);
+      return;
+    case LinearPrecision::kFp8:
+      Ops<float>::grouped_linear_wgrad(f, offsets, experts, dy, x, dw, K, N);
+      return;
+  }
+}
+
 void CudaOps::linear_forward(const float* x, const float* w, float* y, int64_t M, int64_t K,
                              int64_t N) {
   kc::linear_forward(gemm_, x, w, y, M, K, N, stream_);
@@ -243,14 +313,14 @@ void CudaOps::rope_backward(const float* dy, float* dx, int64_t batch, int64_t s
 
 void CudaOps::attention_forward(const float* q, const float* k, const float* v, float* out,
                                 float* lse, int64_t batch, int64_t seq, int64_t heads,
-                                int64_t head_dim) {
+                                int64_t head_dim, AttentionCore /*core*/) {
   kc::attention_forward(q, k, v, out, lse, batch, seq, heads, head_dim, stream_);
 }
 
 void CudaOps::attention_backward(const float* dout, const float* q, const float* k,
                                  const float* v, const float* out, const float* lse, float* dq,
                                  float* dk, float* dv, int64_t batch, int64_t seq, int64_t heads,
-                                 int64_t head_dim) {
+                                 int64_t head_dim, AttentionCore /*core*/) {
   float* workspace =
       scratch<float>(kWorkspace, kc::attention_backward_workspace_floats(batch, seq, heads));
   kc::attention_backward(dout, q, k, v, out, lse, dq, dk, dv, batch, seq, heads, head_dim,

@@ -5,7 +5,7 @@
 // host (model/cuda/cuda_memory.h).
 //
 // Linears: FP32 and BF16 through cuBLASLt (kernels/cuda/gemm.h; BF16 operands, FP32
-// accumulation and output), FP8 through kernels/fp8_gemm_cuda.h (block-scaled FP8 on sm_90,
+// accumulation and output; the routed experts' grouped through cuBLAS, grouped_gemm.h), FP8 through kernels/fp8_gemm_cuda.h (block-scaled FP8 on sm_90,
 // the FP8 tile loop on sm_89, dequantize-to-BF16 before), the operands quantized on the device
 // in the same tiles as the CPU emulation. The results agree with the CPU backend to the
 // rounding of the GPU's summation order, not bit for bit.
@@ -19,6 +19,7 @@
 
 #include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/grouped_gemm.h"
 #include "kernels/fp8_gemm_cuda.h"
 #include "trainer/model/cuda/cuda_memory.h"
 #include "trainer/model/ops.h"
@@ -42,6 +43,19 @@ class CudaOps final : public Ops<float> {
                     int64_t K, int64_t N, bool accumulate) override;
   void linear_wgrad(const LinearFormat& f, const float* dy, const LinearInputView<float>& x,
                     float* dw, int64_t M, int64_t K, int64_t N) override;
+  // Expert Linears grouped: FP32 and BF16 in one cuBLAS launch per call for all experts
+  // (kernels/cuda/grouped_gemm.h); FP8 still one block-scaled GEMM per expert (Ops' loop), as
+  // there is no grouped FP8 GEMM yet.
+  bool groups_expert_linears() const override { return true; }
+  void grouped_linear_fprop(const LinearFormat& f, const int64_t* offsets, int64_t experts,
+                            const LinearInputView<float>& x, const float* w, float* y, int64_t K,
+                            int64_t N) override;
+  void grouped_linear_dgrad(const LinearFormat& f, const int64_t* offsets, int64_t experts,
+                            const float* dy, const float* w, float* dx, int64_t K, int64_t N,
+                            bool accumulate) override;
+  void grouped_linear_wgrad(const LinearFormat& f, const int64_t* offsets, int64_t experts,
+                            const float* dy, const LinearInputView<float>& x, float* dw,
+                            int64_t K, int64_t N) override;
   void linear_forward(const float* x, const float* w, float* y, int64_t M, int64_t K,
                       int64_t N) override;
   void linear_backward_input(const float* dy, const float* w, float* dx, int64_t M, int64_t K,
@@ -67,10 +81,12 @@ class CudaOps final : public Ops<float> {
   void rope_backward(const float* dy, float* dx, int64_t batch, int64_t seq, int64_t heads,
                      int64_t head_dim, float theta) override;
   void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse,
-                         int64_t batch, int64_t seq, int64_t heads, int64_t head_dim) override;
+                         int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                         AttentionCore core) override;
   void attention_backward(const float* dout, const float* q, const float* k, const float* v,
                           const float* out, const float* lse, float* dq, float* dk, float* dv,
-                          int64_t batch, int64_t seq, int64_t heads, int64_t head_dim) override;
+                          int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                          AttentionCore core) override;
   void embedding_forward(const int32_t* tokens, const float* table, float* out,
                          int64_t n_tokens, int64_t dim) override;
   void embedding_backward(const int32_t* tokens, const float* dout, float* dtable,
@@ -128,7 +144,14 @@ class CudaOps final : public Ops<float> {
 
   CudaMemory& memory_;
   cudaStream_t stream_;
+  // The rows [offsets[0], offsets[experts]) of x (row width `cols`) as BF16, at their own
+  // row positions in a scratch slot (rows before offsets[0] unused), so the grouped GEMM takes
+  // the same offsets.
+  const uint16_t* bf16_rows(const float* x, const int64_t* offsets, int64_t experts,
+                            int64_t cols, Slot slot);
+
   kernels::cuda::GemmContext gemm_;
+  kernels::cuda::GroupedGemmContext grouped_;
   kernels::CudaFp8GemmWorkspace fp8_gemm_;
   kernels::cuda::DeviceBuffer<uint8_t> slots_[kSlots];
   std::map<std::tuple<int64_t, int64_t, float>, kernels::cuda::DeviceBuffer<float>> rope_tables_;
