@@ -1,6 +1,8 @@
 #include "trainer/model/cuda/cuda_ops.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <vector>
 
@@ -311,20 +313,66 @@ void CudaOps::rope_backward(const float* dy, float* dx, int64_t batch, int64_t s
                     stream_);
 }
 
+kc::CudnnAttention* CudaOps::cudnn_attention(AttentionCore core, int64_t batch, int64_t seq,
+                                             int64_t heads, int64_t head_dim) {
+  if (core != AttentionCore::kBf16) return nullptr;
+  if (!cudnn_attention_) cudnn_attention_ = std::make_unique<kc::CudnnAttention>();
+  if (cudnn_attention_->supported(batch, seq, heads, head_dim)) return cudnn_attention_.get();
+  if (!cudnn_refusal_noted_) {
+    std::fprintf(stderr,
+                 "note: cuDNN fused attention does not run batch %lld, seq %lld, heads %lld, "
+                 "head_dim %lld here (%s); using baleine's FP32 attention kernel\n",
+                 static_cast<long long>(batch), static_cast<long long>(seq),
+                 static_cast<long long>(heads), static_cast<long long>(head_dim),
+                 cudnn_attention_->why_not().c_str());
+    cudnn_refusal_noted_ = true;
+  }
+  return nullptr;
+}
+
 void CudaOps::attention_forward(const float* q, const float* k, const float* v, float* out,
                                 float* lse, int64_t batch, int64_t seq, int64_t heads,
-                                int64_t head_dim, AttentionCore /*core*/) {
-  kc::attention_forward(q, k, v, out, lse, batch, seq, heads, head_dim, stream_);
+                                int64_t head_dim, AttentionCore core) {
+  kc::CudnnAttention* cudnn = cudnn_attention(core, batch, seq, heads, head_dim);
+  if (cudnn == nullptr) {
+    kc::attention_forward(q, k, v, out, lse, batch, seq, heads, head_dim, stream_);
+    return;
+  }
+  const int64_t n = batch * seq * heads * head_dim;
+  uint16_t* bf16 = scratch<uint16_t>(kAttentionBf16, 4 * n);
+  uint16_t *q16 = bf16, *k16 = bf16 + n, *v16 = bf16 + 2 * n, *out16 = bf16 + 3 * n;
+  kc::float_to_bf16(q, q16, n, stream_);
+  kc::float_to_bf16(k, k16, n, stream_);
+  kc::float_to_bf16(v, v16, n, stream_);
+  cudnn->forward(q16, k16, v16, out16, lse, batch, seq, heads, head_dim,
+                 1.0f / std::sqrt(static_cast<float>(head_dim)), stream_);
+  kc::bf16_to_float(out16, out, n, stream_);
 }
 
 void CudaOps::attention_backward(const float* dout, const float* q, const float* k,
                                  const float* v, const float* out, const float* lse, float* dq,
                                  float* dk, float* dv, int64_t batch, int64_t seq, int64_t heads,
-                                 int64_t head_dim, AttentionCore /*core*/) {
-  float* workspace =
-      scratch<float>(kWorkspace, kc::attention_backward_workspace_floats(batch, seq, heads));
-  kc::attention_backward(dout, q, k, v, out, lse, dq, dk, dv, batch, seq, heads, head_dim,
-                         workspace, stream_);
+                                 int64_t head_dim, AttentionCore core) {
+  kc::CudnnAttention* cudnn = cudnn_attention(core, batch, seq, heads, head_dim);
+  if (cudnn == nullptr) {
+    float* workspace =
+        scratch<float>(kWorkspace, kc::attention_backward_workspace_floats(batch, seq, heads));
+    kc::attention_backward(dout, q, k, v, out, lse, dq, dk, dv, batch, seq, heads, head_dim,
+                           workspace, stream_);
+    return;
+  }
+  // out came from the BF16 forward, so its BF16 copy is the forward's own bits again.
+  const int64_t n = batch * seq * heads * head_dim;
+  uint16_t* bf16 = scratch<uint16_t>(kAttentionBf16, 8 * n);
+  const float* inputs[] = {dout, q, k, v, out};
+  for (int i = 0; i < 5; ++i) kc::float_to_bf16(inputs[i], bf16 + i * n, n, stream_);
+  uint16_t *dq16 = bf16 + 5 * n, *dk16 = bf16 + 6 * n, *dv16 = bf16 + 7 * n;
+  cudnn->backward(bf16, bf16 + n, bf16 + 2 * n, bf16 + 3 * n, bf16 + 4 * n, lse, dq16, dk16,
+                  dv16, batch, seq, heads, head_dim,
+                  1.0f / std::sqrt(static_cast<float>(head_dim)), stream_);
+  kc::bf16_to_float(dq16, dq, n, stream_);
+  kc::bf16_to_float(dk16, dk, n, stream_);
+  kc::bf16_to_float(dv16, dv, n, stream_);
 }
 
 void CudaOps::embedding_forward(const int32_t* tokens, const float* table, float* out,

@@ -10,6 +10,11 @@
 // in the same tiles as the CPU emulation. The results agree with the CPU backend to the
 // rounding of the GPU's summation order, not bit for bit.
 //
+// Attention: under BF16 or FP8 Linears (AttentionCore::kBf16) through cuDNN's fused flash
+// attention where cuDNN runs the shape (sm_80+; kernels/cuda/cudnn_attention.h), the FP32
+// tensors converted to BF16 and back around it; otherwise, and under FP32, our own FP32 kernel
+// (kernels/cuda/attention.h).
+//
 // The FP8 expert-parallel wire format (model/expert_wire.h) is encoded and decoded on the host
 // for now (a copy each way): correct, and only on the FP8 dispatch path.
 #include <map>
@@ -18,6 +23,7 @@
 #include <tuple>
 
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/grouped_gemm.h"
 #include "kernels/fp8_gemm_cuda.h"
@@ -133,7 +139,11 @@ class CudaOps final : public Ops<float> {
  private:
   // A device scratch block that grows to the largest request and is reused by the next op (all
   // ops run in order on one stream). Each op uses distinct slots for what it needs at once.
-  enum Slot { kOperandA, kOperandB, kOperandC, kScalesA, kScalesB, kWorkspace, kSlots };
+  enum Slot {
+    kOperandA, kOperandB, kOperandC, kScalesA, kScalesB, kWorkspace,
+    kAttentionBf16,  // the cuDNN attention's BF16 copies (up to eight tensors of q's size)
+    kSlots
+  };
   template <typename T>
   T* scratch(Slot slot, int64_t count);
   // The FP8 quantization of x [rows, cols] (or of its transpose) into scratch slots.
@@ -141,6 +151,10 @@ class CudaOps final : public Ops<float> {
                             kernels::Fp8Format format, bool power_of_two, bool transposed,
                             Slot codes, Slot scales);
   const float* rope_table(int64_t seq, int64_t head_dim, float theta);
+  // cuDNN's fused attention when the core may be BF16 and cuDNN runs this shape here (made on
+  // first use; a refusal is noted once on stderr), else nullptr: our FP32 kernel runs.
+  kernels::cuda::CudnnAttention* cudnn_attention(AttentionCore core, int64_t batch, int64_t seq,
+                                                 int64_t heads, int64_t head_dim);
 
   CudaMemory& memory_;
   cudaStream_t stream_;
@@ -152,6 +166,8 @@ class CudaOps final : public Ops<float> {
 
   kernels::cuda::GemmContext gemm_;
   kernels::cuda::GroupedGemmContext grouped_;
+  std::unique_ptr<kernels::cuda::CudnnAttention> cudnn_attention_;
+  bool cudnn_refusal_noted_ = false;
   kernels::CudaFp8GemmWorkspace fp8_gemm_;
   kernels::cuda::DeviceBuffer<uint8_t> slots_[kSlots];
   std::map<std::tuple<int64_t, int64_t, float>, kernels::cuda::DeviceBuffer<float>> rope_tables_;
