@@ -5,15 +5,16 @@
 //   lse                             [batch, heads, seq] FP32, lse_i = ln Σ_{j<=i} e^(scale·q_i·k_j)
 // so either can serve the model; a caller asks supported() and falls back to ours when it says no.
 //
-// How (cuDNN 9 backend graph API, kernels/cuda/cudnn_attention.cpp): cuDNN 9.19, the version
-// baleine builds against, has dedicated SDPA operation nodes (CUDNN_BACKEND_OPERATION_SDPA_FWD /
-// _BWD_DESCRIPTOR), but their headers carry no mask attribute at all: cudnn-frontend reaches a
-// causal mask on those nodes only through a score-modifier subgraph attribute that appears in
-// cuDNN 9.21, and its "unified" backward needs 9.27. So this builds the composite graph that
-// cudnn-frontend lowers its SDPA node to for these versions, which cuDNN's flash-attention engine
-// recognises as a whole: Q·Kᵀ (FP32), × scale, causal mask (row index >= column index, else -inf),
-// softmax written out as max / sub / exp / sum / div with Stats = max + log(sum), P·V; and the
-// matching backward (dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − Σ dO⊙O) · scale, dK = dSᵀ·Q, dQ = dS·K).
+// How (cuDNN 9 backend graph API; graphs in kernels/cuda/cudnn_attention_graph.cpp, plans and
+// execution in kernels/cuda/cudnn_attention.cpp): cuDNN 9.19, the version baleine builds against,
+// has dedicated SDPA operation nodes (CUDNN_BACKEND_OPERATION_SDPA_FWD / _BWD_DESCRIPTOR), but
+// their attributes (cudnn_graph.h) include no mask: cudnn-frontend reaches a causal mask on them
+// only through a score-modifier subgraph attribute that appears in cuDNN 9.21, and proposes its
+// "unified" backward from 9.27. So this builds the composite graph cudnn-frontend lowers its SDPA
+// node to for these versions, which cuDNN's flash-attention engines recognise as a whole: Q·Kᵀ
+// (FP32), × scale, causal mask (row index >= column index, else -inf), softmax written out as
+// max / sub / exp / sum / div with Stats = max + log(sum), P·V; and the matching backward
+// (dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − Σ dO⊙O) · scale, dK = dSᵀ·Q, dQ = dS·K).
 //
 // Stats = lse: the forward graph's Stats output is max_j s_ij + ln Σ_j exp(s_ij − max_j s_ij) over
 // the scaled, masked scores s_ij (CUDNN_POINTWISE_LOG is the natural logarithm; cudnn-frontend's
@@ -25,15 +26,17 @@
 // ~1e-3 relative differences from the FP32 kernel (tests/kernels/cudnn_attention_cuda_test.cpp).
 //
 // Backward algorithm: kDeterministic (the default) builds the graph in which dQ = dS·K writes dQ
-// itself; cuDNN then keeps dS in a workspace of about batch·heads·seq²·2 bytes and reduces it in a
-// fixed order, so two runs give the same bits (cudnn-frontend's deterministic mode on Hopper).
+// itself, the one cudnn-frontend builds for its deterministic mode: cuDNN then keeps dS in a
+// workspace of batch·heads·seq²·2 bytes (32 MiB at seq 1024 with 16 heads; 4 GiB for DeepSeek-V3's
+// 128 heads at seq 4096) and forms dQ from it in a fixed order, so two runs give the same bits.
 // kAtomic builds the graph with an FP32 dQ accumulator that the engine adds into with atomics
-// (cudnn-frontend's default): faster and small, but not bitwise repeatable.
+// (cudnn-frontend's default): less memory (cuDNN asks for at most batch·heads·seq·head_dim·4
+// bytes) and no dS round trip through it, but not bitwise repeatable.
 //
 // Support: sm_80+, cuDNN >= 9.0 (not 9.10.0/9.10.1, whose BF16 attention NVIDIA lists as broken),
-// head_dim a multiple of 8 up to 128 (the backward's limit before Hopper), seq >= 2 (cuDNN's
-// backward has no seq 1 case), and cuDNN building both graphs for the shape. Every pointer must be
-// 16-byte aligned (the tensors are declared so; the arena's blocks are).
+// head_dim a multiple of 8 up to 128 (the backward's limit before Hopper), seq >= 2 (cudnn-frontend
+// refuses the backward at seq 1, and so do we), and cuDNN building both graphs for the shape.
+// Every pointer must be 16-byte aligned (the tensors are declared so; the arena's blocks are).
 //
 // Bound to the device current at construction. Not thread-safe, and the workspace is shared by
 // every call: use one object per stream, or order the streams. This header needs no CUDA headers.
@@ -63,9 +66,10 @@ class CudnnAttention {
   CudnnAttention(const CudnnAttention&) = delete;
   CudnnAttention& operator=(const CudnnAttention&) = delete;
 
-  // Whether cuDNN runs this shape here (see "Support" above). The first call per shape builds and
-  // finalizes both graphs and their plans (tens of milliseconds); the answer is cached, a failure
-  // included, so a refused shape is not rebuilt.
+  // Whether cuDNN runs this shape here (see "Support" above). The first call per shape builds both
+  // graphs and finalizes their plans, which compiles cuDNN's kernels for the shape at run time
+  // (NVRTC: about half a second of host time per plan); the answer is cached, a refusal included,
+  // so no shape is built twice. forward() and backward() build on first use too.
   bool supported(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim);
   // The last reason supported() said no: the check or the cuDNN step that failed, with cuDNN's
   // status string and its last error message. Empty before any refusal.

@@ -265,7 +265,7 @@ TEST(CudnnAttentionShape, HeadDimsCudnnCannotRunAreRefused) {
       EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
     }
   }
-  EXPECT_FALSE(attention.supported(2, 1, 4, 64));  // cuDNN's backward has no seq 1 case
+  EXPECT_FALSE(attention.supported(2, 1, 4, 64));  // cudnn-frontend refuses seq 1 backwards
   EXPECT_NE(attention.why_not().find("seq 1"), std::string::npos) << attention.why_not();
   // Empty problems are no-ops, as for the other attention kernels.
   EXPECT_NO_THROW(attention.forward(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 64, 4, 36,
