@@ -68,6 +68,15 @@ void row_term(Graph& g, const Shape& x, Tensor dout, Tensor out, Tensor delta) {
   g.pointwise(CUDNN_POINTWISE_MUL, delta, sums, g.host_scalar(kOne));
 }
 
+// scale · Q·Kᵀ in FP32 [b, h, s, s], the start of both graphs (k is Kᵀ's view).
+Tensor scaled_scores(Graph& g, const Shape& x, Tensor q, Tensor k, Tensor scale) {
+  const Tensor products = g.virt(scores(x));
+  g.matmul(q, k, products);
+  const Tensor scaled = g.virt(scores(x));
+  g.pointwise(CUDNN_POINTWISE_MUL, scaled, products, scale);
+  return scaled;
+}
+
 }  // namespace
 
 std::string last_cudnn_message() {
@@ -187,10 +196,7 @@ Graph forward_graph(const Shape& x) {
   const Tensor scale = g.host_scalar(kScale);
   const Tensor negative_infinity = g.host_scalar(kNegativeInfinity);
 
-  const Tensor products = g.virt(scores(x));
-  g.matmul(q, k, products);
-  const Tensor scaled = g.virt(scores(x));
-  g.pointwise(CUDNN_POINTWISE_MUL, scaled, products, scale);
+  const Tensor scaled = scaled_scores(g, x, q, k, scale);
   const Tensor masked = causal_mask(g, x, scaled, negative_infinity);
 
   const Tensor row_max = g.virt(per_row(x));
@@ -228,10 +234,7 @@ Graph backward_graph(const Shape& x, CudnnBackwardAlgorithm algorithm) {
   const Tensor delta = g.real(kRowTerm, per_row(x), CUDNN_DATA_FLOAT);
   row_term(g, x, dout, out, delta);
 
-  const Tensor products = g.virt(scores(x));
-  g.matmul(q, k, products);
-  const Tensor scaled = g.virt(scores(x));
-  g.pointwise(CUDNN_POINTWISE_MUL, scaled, products, scale);
+  const Tensor scaled = scaled_scores(g, x, q, k, scale);
   const Tensor shifted = g.virt(scores(x));
   g.pointwise(CUDNN_POINTWISE_SUB, shifted, scaled, lse);
   const Tensor masked = causal_mask(g, x, shifted, negative_infinity);

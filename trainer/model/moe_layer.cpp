@@ -61,6 +61,7 @@ MlpWeights<T> MoeLayer<T>::expert_weights(int64_t j) const {
 template <typename T>
 bool MoeLayer<T>::grouped() const {
   if (!ops<T>().groups_expert_linears() || expert_w1_.empty()) return false;
+  if (stacking_checked_) return true;
   // The declarations in the constructor make each matrix one array; check it once the store
   // has laid them out, since the grouped GEMMs would read another expert's weights otherwise.
   for (const auto* handles : {&expert_w1_, &expert_w3_, &expert_w2_}) {
@@ -73,6 +74,7 @@ bool MoeLayer<T>::grouped() const {
       }
     }
   }
+  stacking_checked_ = true;
   return true;
 }
 

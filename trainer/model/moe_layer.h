@@ -133,6 +133,7 @@ class MoeLayer {
   // Whether the experts run as grouped Linears (the backend groups them; grouped_experts.h)
   // rather than one MLP per expert; then each matrix of the local experts is one array.
   bool grouped() const;
+  mutable bool stacking_checked_ = false;  // grouped() has checked the [El, N, K] layout
   MlpWeights<T> stacked_weights() const;  // each matrix's [El, N, K] array
   StackedExpertGrads<T> stacked_grads();
   ExpertBlocksView blocks(const typename ExpertExchange<T>::Plan& plan) const;

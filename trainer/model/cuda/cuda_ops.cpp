@@ -93,9 +93,7 @@ void CudaOps::linear_fprop(const LinearFormat& f, const LinearInputView<float>& 
   switch (f.precision) {
     case LinearPrecision::kFp32: kc::linear_forward(gemm_, x.values, w, y, M, K, N, stream_); return;
     case LinearPrecision::kBf16: {
-      uint16_t* w16 = scratch<uint16_t>(kOperandB, N * K);
-      kc::float_to_bf16(w, w16, N * K, stream_);
-      kc::linear_forward(gemm_, x.bf16, w16, y, M, K, N, stream_);
+      kc::linear_forward(gemm_, x.bf16, bf16_copy(w, N * K, kOperandB), y, M, K, N, stream_);
       return;
     }
     case LinearPrecision::kFp8: {
@@ -116,10 +114,8 @@ void CudaOps::linear_dgrad(const LinearFormat& f, const float* dy, const float* 
       gemm_.gemm(false, false, M, K, N, 1.0f, dy, N, w, K, beta, dx, K, stream_);
       return;
     case LinearPrecision::kBf16: {
-      uint16_t* dy16 = scratch<uint16_t>(kOperandA, M * N);
-      uint16_t* w16 = scratch<uint16_t>(kOperandB, N * K);
-      kc::float_to_bf16(dy, dy16, M * N, stream_);
-      kc::float_to_bf16(w, w16, N * K, stream_);
+      const uint16_t* dy16 = bf16_copy(dy, M * N, kOperandA);
+      const uint16_t* w16 = bf16_copy(w, N * K, kOperandB);
       gemm_.gemm(false, false, M, K, N, 1.0f, dy16, N, w16, K, beta, dx, K, stream_);
       return;
     }
@@ -143,9 +139,8 @@ void CudaOps::linear_wgrad(const LinearFormat& f, const float* dy, const LinearI
       kc::linear_backward_weight(gemm_, dy, x.values, dw, M, K, N, stream_);
       return;
     case LinearPrecision::kBf16: {
-      uint16_t* dy16 = scratch<uint16_t>(kOperandA, M * N);
-      kc::float_to_bf16(dy, dy16, M * N, stream_);
-      kc::linear_backward_weight(gemm_, dy16, x.bf16, dw, M, K, N, stream_);
+      kc::linear_backward_weight(gemm_, bf16_copy(dy, M * N, kOperandA), x.bf16, dw, M, K, N,
+                                 stream_);
       return;
     }
     case LinearPrecision::kFp8: {
@@ -161,6 +156,12 @@ void CudaOps::linear_wgrad(const LinearFormat& f, const float* dy, const LinearI
       return;
     }
   }
+}
+
+const uint16_t* CudaOps::bf16_copy(const float* x, int64_t n, Slot slot) {
+  uint16_t* out = scratch<uint16_t>(slot, n);
+  kc::float_to_bf16(x, out, n, stream_);
+  return out;
 }
 
 const uint16_t* CudaOps::bf16_rows(const float* x, const int64_t* offsets, int64_t experts,
@@ -180,9 +181,8 @@ void CudaOps::grouped_linear_fprop(const LinearFormat& f, const int64_t* offsets
       kc::grouped_linear_forward(grouped_, rows, x.values, w, y, K, N, stream_);
       return;
     case LinearPrecision::kBf16: {
-      uint16_t* w16 = scratch<uint16_t>(kOperandB, experts * N * K);
-      kc::float_to_bf16(w, w16, experts * N * K, stream_);
-      kc::grouped_linear_forward(grouped_, rows, x.bf16, w16, y, K, N, stream_);
+      kc::grouped_linear_forward(grouped_, rows, x.bf16, bf16_copy(w, experts * N * K, kOperandB),
+                                 y, K, N, stream_);
       return;
     }
     case LinearPrecision::kFp8:
@@ -201,8 +201,7 @@ void CudaOps::grouped_linear_dgrad(const LinearFormat& f, const int64_t* offsets
       return;
     case LinearPrecision::kBf16: {
       const uint16_t* dy16 = bf16_rows(dy, offsets, experts, N, kOperandA);
-      uint16_t* w16 = scratch<uint16_t>(kOperandB, experts * N * K);
-      kc::float_to_bf16(w, w16, experts * N * K, stream_);
+      const uint16_t* w16 = bf16_copy(w, experts * N * K, kOperandB);
       kc::grouped_linear_backward_input(grouped_, rows, dy16, w16, dx, K, N, stream_,
                                         accumulate);
       return;

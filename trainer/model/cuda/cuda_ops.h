@@ -158,6 +158,8 @@ class CudaOps final : public Ops<float> {
 
   CudaMemory& memory_;
   cudaStream_t stream_;
+  // x [n] as BF16 in a scratch slot (a GEMM operand).
+  const uint16_t* bf16_copy(const float* x, int64_t n, Slot slot);
   // The rows [offsets[0], offsets[experts]) of x (row width `cols`) as BF16, at their own
   // row positions in a scratch slot (rows before offsets[0] unused), so the grouped GEMM takes
   // the same offsets.
